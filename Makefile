@@ -1,0 +1,29 @@
+# The two commands of a fresh machine (README): `make demo` and `make test`.
+# Each creates the virtual environment it needs on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= checkpoints/demo
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test demo bench clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) -m omg_cnnrnn.experiments --list
+
+bench: install
+	$(PY) experiments/bench_models.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,1 @@
+"""Data: feature keys, SequenceExample encode/decode, prepared-data reader, tf.data pipelines."""
