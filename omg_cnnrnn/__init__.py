@@ -7,9 +7,15 @@
 __version__ = "0.1.0"
 
 
-def build_model(name: str, **kwargs):
-  """Returns the Keras model of the registered experiment `name` (see `models.build_model`)."""
+def build_model(name: str, image_size: int | None = None, **kwargs):
+  """Returns the Keras model of the registered experiment `name`.
+
+  Args:
+    name: a registered experiment (paper-table row), e.g. "table3/cnn_3rnn_last_conv".
+    image_size: input size; defaults to the experiment's (96 for every paper row).
+    **kwargs: passed to `omg_cnnrnn.models.build_model` (e.g. `sequence_length`).
+  """
   from omg_cnnrnn import experiments, models  # Lazy: importing the package stays cheap.
 
   config = experiments.get(name)
-  return models.build_model(config.model, image_size=config.data.image_size, **kwargs)
+  return models.build_model(config.model, image_size=image_size or config.data.image_size, **kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import types
 import typing
 from typing import Any, Mapping
 
@@ -168,7 +169,7 @@ def _coerce(hint, value):
   args = typing.get_args(hint)
   if dataclasses.is_dataclass(hint):
     return _from_dict(hint, value)
-  if origin is typing.Union or str(origin) == "types.UnionType":
+  if origin in (typing.Union, types.UnionType):
     non_none = [a for a in args if a is not type(None)]
     if value is None:
       return None

@@ -1,0 +1,367 @@
+"""One registered experiment per paper-table row (Tables III-VI), plus a tiny `testing` row.
+
+Each experiment is an `ExperimentConfig` built by a function whose docstring
+names its table and row, the paper's CCC (x 100, OMG validation set) and the
+command that reproduces it. Names read like the paper: `table3/cnn_3rnn_last_conv`.
+
+    python -m omg_cnnrnn.experiments --list     # name, table, row, params at 96x96, paper CCC
+    python -m omg_cnnrnn.experiments --json     # the same as JSON
+    python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv --workdir=... --data_dir=...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Callable
+
+from omg_cnnrnn import configs
+from omg_cnnrnn.configs import DataConfig, ExperimentConfig, ModelConfig, PostprocessConfig, StreamConfig
+from omg_cnnrnn.registry import Registry
+
+EXPERIMENTS: Registry[Callable[[], ExperimentConfig]] = Registry("experiment")
+
+# Table I / Sec. IV-1: VGG-16 CNN only: FC1 4096 (+ dropout 0.5), FC2 2048, output 2.
+VGG_CNN_ONLY = StreamConfig("vgg16", fc_units=(4096, 2048), fc_dropout=(0.5,), rnn_inputs=())
+# Table II: VGG-16 conv, FC1 4096 + dropout, one 2-layer GRU subnet on FC1 ("VGG-16-FC-RNN").
+VGG_FC_RNN = StreamConfig("vgg16", fc_units=(4096,), fc_dropout=(0.5,), rnn_inputs=(("fc1",),))
+# Sec. III-B2 / Table IV: ResNet-50 pooled features, no FC (CNN only and CNN-RNN) ...
+RESNET_CNN_ONLY = StreamConfig("resnet50", fc_units=(), fc_dropout=(), rnn_inputs=())
+RESNET_RNN = StreamConfig("resnet50", fc_units=(), fc_dropout=(), rnn_inputs=(("pool5",),))
+# ... or FC 4096 (+ dropout 0.5, as VGG's FC1) before the RNN ("CNN-FC-RNN").
+RESNET_FC_RNN = StreamConfig("resnet50", fc_units=(4096,), fc_dropout=(0.5,), rnn_inputs=(("fc1",),))
+# Sec. IV-2: hidden FC before the output in the "-FC" rows: 64 units.
+HIDDEN_FC = 64
+
+CNN_ONLY_DATA = DataConfig(sequence_length=1, batch_size=80)  # Sec. IV-1: single frames, batch 80.
+
+
+def register(name: str):
+  """Registers an experiment builder; the config's name must match the registered name."""
+
+  def wrap(fn: Callable[[], ExperimentConfig]):
+    def build() -> ExperimentConfig:
+      config = fn()
+      if config.name != name:
+        raise ValueError(f"experiment {name!r} builds a config named {config.name!r}")
+      return config
+
+    build.__doc__ = fn.__doc__
+    build.__name__ = fn.__name__
+    return EXPERIMENTS.register(name, build)
+
+  return wrap
+
+
+def _vgg(name, row, ccc, rnn_inputs, hidden=0, description=""):
+  stream = dataclasses.replace(VGG_FC_RNN, rnn_inputs=rnn_inputs)
+  return ExperimentConfig(
+      name=name, table="III", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
+      model=ModelConfig(streams=(stream,), hidden_fc_units=hidden), description=description)
+
+
+# ----------------------------------------------------------------------------- Table III (VGG-16)
+@register("table3/cnn_only")
+def table3_cnn_only():
+  """Table III, 'CNN only': VGG-16 conv, FC 4096, FC 2048, output 2. Paper CCC 38.1 / 25.5.
+
+  Trains on single frames in batches of 80 (Sec. IV-1).
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_only --workdir=... --data_dir=...
+  """
+  return ExperimentConfig(
+      name="table3/cnn_only", table="III", row="CNN only", paper_ccc_valence=38.1, paper_ccc_arousal=25.5,
+      model=ModelConfig(streams=(VGG_CNN_ONLY,)), data=CNN_ONLY_DATA)
+
+
+@register("table3/cnn_rnn")
+def table3_cnn_rnn():
+  """Table III, 'basic CNN-RNN' (Table II): VGG-16 conv, FC1 4096, 2x GRU 128, output. Paper CCC 44.7 / 26.9.
+
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_rnn --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_rnn", "basic CNN-RNN", (44.7, 26.9), (("fc1",),))
+
+
+@register("table3/cnn_1rnn")
+def table3_cnn_1rnn():
+  """Table III, 'CNN-1RNN': concat[conv5_3, pool5, FC1] -> 2x GRU -> output. Paper CCC 40.74 / 30.05.
+
+  As the paper's text (Sec. III-B1) describes it; the released code concatenates only
+  [FC1, pool5]: see `table3/cnn_1rnn_released`.
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_1rnn --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_1rnn", "CNN-1RNN", (40.74, 30.05), (("conv5_3", "pool5", "fc1"),))
+
+
+@register("table3/cnn_1rnn_released")
+def table3_cnn_1rnn_released():
+  """Table III, 'CNN-1RNN' as in the authors' released code (CNN_GRU_1RNN): concat[FC1, pool5] -> RNN.
+
+  Same paper row and CCC (40.74 / 30.05); differs from the text by dropping conv5_3.
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_1rnn_released --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_1rnn_released", "CNN-1RNN (released code)", (40.74, 30.05), (("fc1", "pool5"),))
+
+
+@register("table3/cnn_2rnn")
+def table3_cnn_2rnn():
+  """Table III, 'CNN-2RNN': RNN(pool5) and RNN(FC1), concatenated -> output. Paper CCC 42.74 / 28.61.
+
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_2rnn --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_2rnn", "CNN-2RNN", (42.74, 28.61), (("pool5",), ("fc1",)))
+
+
+@register("table3/cnn_2rnn_fc")
+def table3_cnn_2rnn_fc():
+  """Table III, 'CNN-2RNN-FC': as CNN-2RNN plus a hidden FC of 64 units. Paper CCC 42.11 / 28.33.
+
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_2rnn_fc --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_2rnn_fc", "CNN-2RNN-FC", (42.11, 28.33), (("pool5",), ("fc1",)), hidden=HIDDEN_FC)
+
+
+@register("table3/cnn_3rnn_2nd_last_conv")
+def table3_cnn_3rnn_2nd_last_conv():
+  """Table III, 'CNN-3RNN-2nd-last-conv': RNN(conv5_2), RNN(pool5), RNN(FC1) -> output. Paper CCC 45.34 / 21.5.
+
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_2nd_last_conv --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_3rnn_2nd_last_conv", "CNN-3RNN-2nd-last-conv", (45.34, 21.5),
+              (("conv5_2",), ("pool5",), ("fc1",)))
+
+
+@register("table3/cnn_3rnn_last_conv")
+def table3_cnn_3rnn_last_conv():
+  """Table III, 'CNN-3RNN-last-conv': RNN(conv5_3), RNN(pool5), RNN(FC1) -> output. Paper CCC 45.6 / 24.6.
+
+  The best valence network (paper Fig. 1).
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_3rnn_last_conv", "CNN-3RNN-last-conv", (45.6, 24.6),
+              (("conv5_3",), ("pool5",), ("fc1",)))
+
+
+@register("table3/cnn_3rnn_fc")
+def table3_cnn_3rnn_fc():
+  """Table III (text only), 'CNN-3RNN-FC': CNN-3RNN-last-conv plus a hidden FC of 64. No paper number.
+
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_fc --workdir=... --data_dir=...
+  """
+  return _vgg("table3/cnn_3rnn_fc", "CNN-3RNN-FC", (None, None),
+              (("conv5_3",), ("pool5",), ("fc1",)), hidden=HIDDEN_FC)
+
+
+# ----------------------------------------------------------------------------- Table IV (ResNet-50)
+def _resnet(name, row, ccc, stream, data=DataConfig()):
+  return ExperimentConfig(
+      name=name, table="IV", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
+      model=ModelConfig(streams=(stream,)), data=data)
+
+
+@register("table4/cnn_only")
+def table4_cnn_only():
+  """Table IV, 'CNN only': ResNet-50, pool 2048, output 2. Paper CCC 38.4 / 21.64.
+
+  Run: python -m omg_cnnrnn.train --experiment=table4/cnn_only --workdir=... --data_dir=...
+  """
+  return _resnet("table4/cnn_only", "CNN only", (38.4, 21.64), RESNET_CNN_ONLY, CNN_ONLY_DATA)
+
+
+@register("table4/cnn_rnn")
+def table4_cnn_rnn():
+  """Table IV, 'basic CNN-RNN': ResNet-50 pool, 2x GRU 128, output. Paper CCC 44.4 / 26.7.
+
+  Run: python -m omg_cnnrnn.train --experiment=table4/cnn_rnn --workdir=... --data_dir=...
+  """
+  return _resnet("table4/cnn_rnn", "basic CNN-RNN", (44.4, 26.7), RESNET_RNN)
+
+
+@register("table4/cnn_fc_rnn")
+def table4_cnn_fc_rnn():
+  """Table IV, 'CNN-FC-RNN': ResNet-50 pool, FC 4096, 2x GRU 128, output. Paper CCC 40.7 / 26.4.
+
+  Run: python -m omg_cnnrnn.train --experiment=table4/cnn_fc_rnn --workdir=... --data_dir=...
+  """
+  return _resnet("table4/cnn_fc_rnn", "CNN-FC-RNN", (40.7, 26.4), RESNET_FC_RNN)
+
+
+# ----------------------------------------------------------------------------- Table V (fusion)
+def _fusion(name, row, ccc, resnet_stream, hidden):
+  return ExperimentConfig(
+      name=name, table="V", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
+      model=ModelConfig(streams=(VGG_FC_RNN, resnet_stream), hidden_fc_units=hidden),
+      description="Fused streams; train from Aff-Wild-pretrained branches or from the best single OMG networks.")
+
+
+@register("table5/vgg_fc_rnn_resnet_rnn")
+def table5_vgg_fc_rnn_resnet_rnn():
+  """Table V row 1: VGG-16-FC-RNN + ResNet-50-RNN + output layer. Paper CCC 45.47 / 27.47.
+
+  Run: python -m omg_cnnrnn.train --experiment=table5/vgg_fc_rnn_resnet_rnn --workdir=... --data_dir=...
+  """
+  return _fusion("table5/vgg_fc_rnn_resnet_rnn", "VGG-16-FC-RNN + ResNet-50-RNN + output", (45.47, 27.47),
+                 RESNET_RNN, 0)
+
+
+@register("table5/vgg_fc_rnn_resnet_fc_rnn")
+def table5_vgg_fc_rnn_resnet_fc_rnn():
+  """Table V row 2: VGG-16-FC-RNN + ResNet-50-FC-RNN + output layer. Paper CCC 44.1 / 27.3.
+
+  Run: python -m omg_cnnrnn.train --experiment=table5/vgg_fc_rnn_resnet_fc_rnn --workdir=... --data_dir=...
+  """
+  return _fusion("table5/vgg_fc_rnn_resnet_fc_rnn", "VGG-16-FC-RNN + ResNet-50-FC-RNN + output", (44.1, 27.3),
+                 RESNET_FC_RNN, 0)
+
+
+@register("table5/vgg_fc_rnn_resnet_rnn_fc")
+def table5_vgg_fc_rnn_resnet_rnn_fc():
+  """Table V row 3: VGG-16-FC-RNN + ResNet-50-RNN + FC 64 + output. Paper CCC 45.3 / 25.07.
+
+  Run: python -m omg_cnnrnn.train --experiment=table5/vgg_fc_rnn_resnet_rnn_fc --workdir=... --data_dir=...
+  """
+  return _fusion("table5/vgg_fc_rnn_resnet_rnn_fc", "VGG-16-FC-RNN + ResNet-50-RNN + FC + output", (45.3, 25.07),
+                 RESNET_RNN, HIDDEN_FC)
+
+
+@register("table5/vgg_fc_rnn_resnet_fc_rnn_fc")
+def table5_vgg_fc_rnn_resnet_fc_rnn_fc():
+  """Table V row 4: VGG-16-FC-RNN + ResNet-50-FC-RNN + FC 64 + output. Paper CCC 45 / 24.5.
+
+  Run: python -m omg_cnnrnn.train --experiment=table5/vgg_fc_rnn_resnet_fc_rnn_fc --workdir=... --data_dir=...
+  """
+  return _fusion("table5/vgg_fc_rnn_resnet_fc_rnn_fc", "VGG-16-FC-RNN + ResNet-50-FC-RNN + FC + output",
+                 (45.0, 24.5), RESNET_FC_RNN, HIDDEN_FC)
+
+
+# ----------------------------------------------------------------------------- Table VI (post-processing)
+def _post(name, row, ccc, base):
+  base_config = EXPERIMENTS.lookup(base)()
+  return dataclasses.replace(
+      base_config, name=name, table="VI", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
+      postprocess=PostprocessConfig(), base_experiment=base,
+      description=f"Post-processing (Sec. III-E) tuned on validation over the trained {base}.")
+
+
+@register("table6/vgg16_1rnn_post")
+def table6_vgg16_1rnn_post():
+  """Table VI row 1: VGG-16-1RNN + post-processing. Paper CCC 43.1 / 31.1 (best arousal)."""
+  return _post("table6/vgg16_1rnn_post", "VGG-16-1RNN + post-processing", (43.1, 31.1), "table3/cnn_1rnn")
+
+
+@register("table6/vgg16_3rnn_last_conv_post")
+def table6_vgg16_3rnn_last_conv_post():
+  """Table VI row 2: VGG-16-3RNN-last-conv + post-processing. Paper CCC 49.1 / 26.1 (best valence)."""
+  return _post("table6/vgg16_3rnn_last_conv_post", "VGG-16-3RNN-last-conv + post-processing", (49.1, 26.1),
+               "table3/cnn_3rnn_last_conv")
+
+
+@register("table6/resnet_rnn_post")
+def table6_resnet_rnn_post():
+  """Table VI row 3: classic ResNet-RNN + post-processing. Paper CCC 46.2 / 28.1."""
+  return _post("table6/resnet_rnn_post", "ResNet-RNN + post-processing", (46.2, 28.1), "table4/cnn_rnn")
+
+
+@register("table6/fusion_post")
+def table6_fusion_post():
+  """Table VI row 4: VGG-16-FC-RNN + ResNet-50-RNN + output, + post-processing. Paper CCC 48.45 / 28.86."""
+  return _post("table6/fusion_post", "VGG-16-FC-RNN + ResNet-50-RNN + output + post-processing", (48.45, 28.86),
+               "table5/vgg_fc_rnn_resnet_rnn")
+
+
+# ----------------------------------------------------------------------------- testing
+@register("testing")
+def testing():
+  """A tiny row for tests and smoke runs: VGG-16 conv at 32x32, FC 16, one GRU subnet of 8 on [conv5_3, pool5, fc1].
+
+  Not a paper row. Exercises every code path of the CNN-1RNN form in seconds on a CPU.
+  """
+  stream = StreamConfig("vgg16", fc_units=(16,), fc_dropout=(0.5,), rnn_inputs=(("conv5_3", "pool5", "fc1"),))
+  return ExperimentConfig(
+      name="testing", table="-", row="testing", paper_ccc_valence=None, paper_ccc_arousal=None,
+      model=ModelConfig(streams=(stream,), rnn_units=8),
+      data=DataConfig(image_size=32, sequence_length=4, batch_size=2, frame_batch_size=8, shuffle_buffer=8),
+      train=configs.TrainConfig(num_steps=2, log_every_steps=1, checkpoint_every_steps=1, eval_every_steps=2),
+      postprocess=PostprocessConfig(median_window_valence=3, median_window_arousal=3))
+
+
+def get(name: str) -> ExperimentConfig:
+  """Returns the config of the registered experiment `name` (unknown -> KeyError listing all)."""
+  return EXPERIMENTS.lookup(name)()
+
+
+def names() -> list[str]:
+  return EXPERIMENTS.names()
+
+
+def describe(name: str) -> str:
+  """The first docstring line of a registered experiment."""
+  return (EXPERIMENTS.lookup(name).__doc__ or "").strip().splitlines()[0]
+
+
+def define_flags(flag_values=None):
+  """Defines `--experiment` and `--override`, shared by train/evaluate/export (STYLE habit 2).
+
+  `--experiment` lists every registered row in `--help`; an unknown name fails with the list.
+
+  Args:
+    flag_values: the absl FlagValues to define them on (default: the global FLAGS).
+  """
+  from absl import flags
+
+  flag_values = flag_values if flag_values is not None else flags.FLAGS
+  rows = "\n".join(f"  {n}: {describe(n)}" for n in names())
+  flags.DEFINE_enum("experiment", None, names(), f"Registered experiment (paper-table row):\n{rows}",
+                    flag_values=flag_values)
+  flags.DEFINE_multi_string("override", [], "Config override key=value (e.g. train.num_steps=10), repeatable.",
+                            flag_values=flag_values)
+
+
+def from_flags(flag_values) -> ExperimentConfig:
+  """The experiment named by `--experiment` with `--override`s applied."""
+  return configs.override(get(flag_values.experiment), flag_values.override)
+
+
+def summary(name: str, count_params: bool = True) -> dict:
+  """A row of `--list`: name, table, row, parameter count at the paper's 96x96, paper CCC."""
+  config = get(name)
+  params = None
+  if count_params:
+    from omg_cnnrnn import models  # Lazy: listing names needs no TensorFlow.
+
+    params = models.build_model(config.model, image_size=96).count_params()
+  return {
+      "name": name, "table": config.table, "row": config.row, "params": params,
+      "paper_ccc_valence": config.paper_ccc_valence, "paper_ccc_arousal": config.paper_ccc_arousal,
+  }
+
+
+def _fmt(value):
+  return "-" if value is None else f"{value:g}"
+
+
+def main(argv):
+  from absl import flags
+
+  del argv
+  rows = [summary(n, count_params=not flags.FLAGS.no_params) for n in names()]
+  if flags.FLAGS.json:
+    print(json.dumps(rows, indent=2))
+    return
+  header = f"{'name':38} {'table':5} {'row':58} {'params@96':>12} {'paper V':>8} {'paper A':>8}"
+  print(header)
+  print("-" * len(header))
+  for r in rows:
+    params = "-" if r["params"] is None else f"{r['params']:,}"
+    print(f"{r['name']:38} {r['table']:5} {r['row']:58} {params:>12} "
+          f"{_fmt(r['paper_ccc_valence']):>8} {_fmt(r['paper_ccc_arousal']):>8}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+
+  flags.DEFINE_bool("list", True, "Print every registered row as a table (the default).")
+  flags.DEFINE_bool("json", False, "Print the rows as a JSON list instead.")
+  flags.DEFINE_bool("no_params", False, "Skip building models to count parameters.")
+  app.run(main)

@@ -1,0 +1,151 @@
+"""The training objective of Sec. III-D: 1 - CCC over per-sequence aggregates, or MSE.
+
+For each sequence of the batch, f(.) takes the mean (or median) of its valid
+per-frame predictions and of its valid per-frame labels; across the B such
+values (4 in the paper) the CCC is computed with population moments, per
+output; the loss is the average over valence and arousal of (1 - CCC) (the
+released code adds (1 - CCC) / 2 per dimension). MSE over the same aggregates
+is the released code's alternative.
+
+Exactness and robustness:
+- masked frames never count: a sequence's aggregate uses its valid frames only,
+  and a sequence with no valid frame drops out of the batch statistics;
+- the moments come from sums (count, sum x, sum y, sum x^2, sum y^2, sum xy),
+  so a distributed strategy can all-reduce them and get the global-batch CCC;
+- the denominator carries a tiny epsilon, so constant predictions, constant
+  labels, a batch of one and an all-masked batch give a finite loss with finite
+  gradients (CCC -> 0 where it is undefined, its limit).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+AGGREGATES = ("mean", "median")
+LOSS_TYPES = ("ccc", "mse")
+
+
+def sequence_aggregate(values: tf.Tensor, mask: tf.Tensor, aggregate: str = "mean") -> tuple[tf.Tensor, tf.Tensor]:
+  """Mean or median over time of the valid frames of each sequence.
+
+  Args:
+    values: (B, T, D) per-frame values.
+    mask: (B, T) 1 for valid frames, 0 for masked ones.
+    aggregate: "mean" or "median" (the median of an even count is the mean of the two middle values).
+
+  Returns:
+    (B, D) aggregates (0 for a sequence without valid frames) and a (B,) float
+    indicator of sequences with at least one valid frame.
+  """
+  values = tf.convert_to_tensor(values)
+  mask = tf.cast(mask, values.dtype)
+  count = tf.reduce_sum(mask, axis=1)  # (B,)
+  valid = tf.cast(count > 0, values.dtype)
+  if aggregate == "mean":
+    total = tf.reduce_sum(values * mask[:, :, tf.newaxis], axis=1)
+    return total / tf.maximum(count, 1.0)[:, tf.newaxis], valid
+  if aggregate != "median":
+    raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {AGGREGATES}")
+  # Masked frames are pushed past every valid value, then the middle valid ranks are read.
+  big = tf.stop_gradient(tf.reduce_max(tf.abs(values))) + 1.0
+  padded = tf.where(mask[:, :, tf.newaxis] > 0, values, big + tf.zeros_like(values))
+  ordered = tf.sort(padded, axis=1)  # (B, T, D)
+  n = tf.cast(count, tf.int32)
+  low = tf.maximum((n - 1) // 2, 0)
+  high = tf.maximum(n // 2, 0)
+  take_low = tf.gather(ordered, low, axis=1, batch_dims=1)
+  take_high = tf.gather(ordered, high, axis=1, batch_dims=1)
+  median = 0.5 * (take_low + take_high) * valid[:, tf.newaxis]
+  return median, valid
+
+
+def moment_sums(predictions: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+  """Sufficient statistics of the CCC: (6, D) = [n, Σx, Σy, Σx², Σy², Σxy] over weighted rows.
+
+  Args:
+    predictions, labels: (B, D) per-sequence aggregates.
+    weights: (B,) 1 for sequences that count, 0 otherwise.
+  """
+  w = weights[:, tf.newaxis]
+  x, y = predictions, labels
+  n = tf.reduce_sum(w * tf.ones_like(x), axis=0)
+  return tf.stack([
+      n, tf.reduce_sum(w * x, 0), tf.reduce_sum(w * y, 0),
+      tf.reduce_sum(w * x * x, 0), tf.reduce_sum(w * y * y, 0), tf.reduce_sum(w * x * y, 0),
+  ])
+
+
+def ccc_from_sums(sums: tf.Tensor, epsilon: float = 1e-8) -> tf.Tensor:
+  """CCC per output from `moment_sums` (population moments); 0 where nothing counts."""
+  n, sx, sy, sxx, syy, sxy = tf.unstack(sums)
+  safe_n = tf.maximum(n, 1.0)
+  mx, my = sx / safe_n, sy / safe_n
+  # Clamped at 0: E[x^2] - E[x]^2 can round to a tiny negative number.
+  vx = tf.maximum(sxx / safe_n - mx * mx, 0.0)
+  vy = tf.maximum(syy / safe_n - my * my, 0.0)
+  cov = sxy / safe_n - mx * my
+  ccc = 2.0 * cov / (vx + vy + tf.square(mx - my) + epsilon)
+  return tf.where(n > 0, ccc, tf.zeros_like(ccc))
+
+
+def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type: str = "ccc",
+             epsilon: float = 1e-8) -> tf.Tensor:
+  """The paper's loss on one batch.
+
+  Args:
+    labels: (B, T, D) per-frame labels (OMG: the utterance label on every frame).
+    predictions: (B, T, D) per-frame predictions.
+    mask: (B, T) frame mask (None: all frames valid).
+    aggregate: f(.) of Sec. III-D, "mean" or "median".
+    loss_type: "ccc" (1 - CCC) or "mse" (released-code option).
+    epsilon: added to the CCC denominator.
+
+  Returns:
+    Scalar loss: mean over the D outputs of (1 - CCC_d), or of MSE_d.
+  """
+  predictions = tf.convert_to_tensor(predictions)
+  labels = tf.cast(labels, predictions.dtype)
+  if mask is None:
+    mask = tf.ones(tf.shape(predictions)[:2], predictions.dtype)
+  mask = tf.cast(mask, predictions.dtype)
+  pred_agg, valid = sequence_aggregate(predictions, mask, aggregate)
+  label_agg, _ = sequence_aggregate(labels, mask, aggregate)
+  if loss_type == "ccc":
+    return tf.reduce_mean(1.0 - ccc_from_sums(moment_sums(pred_agg, label_agg, valid), epsilon))
+  if loss_type == "mse":
+    sq = tf.reduce_sum(tf.square(pred_agg - label_agg) * valid[:, tf.newaxis], axis=0)
+    return tf.reduce_mean(sq / tf.maximum(tf.reduce_sum(valid), 1.0))
+  raise ValueError(f"unknown loss type {loss_type!r}; expected one of {LOSS_TYPES}")
+
+
+class CCCLoss(tf_keras.losses.Loss):
+  """Keras wrapper of `ccc_loss`; the frame mask comes as `sample_weight` (B, T).
+
+  The loss is a batch statistic, not a mean of per-sample terms, so `__call__`
+  is overridden: `sample_weight` is the frame mask, used exactly, not a weight
+  applied after reduction.
+  """
+
+  def __init__(self, aggregate: str = "mean", loss_type: str = "ccc", epsilon: float = 1e-8,
+               name: str = "ccc_loss", reduction=tf_keras.losses.Reduction.AUTO):
+    super().__init__(name=name, reduction=reduction)
+    if aggregate not in AGGREGATES:
+      raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {AGGREGATES}")
+    if loss_type not in LOSS_TYPES:
+      raise ValueError(f"unknown loss type {loss_type!r}; expected one of {LOSS_TYPES}")
+    self.aggregate = aggregate
+    self.loss_type = loss_type
+    self.epsilon = epsilon
+
+  def __call__(self, y_true, y_pred, sample_weight=None):
+    with tf.name_scope(self.name):
+      return ccc_loss(y_true, y_pred, sample_weight, self.aggregate, self.loss_type, self.epsilon)
+
+  def call(self, y_true, y_pred):
+    return ccc_loss(y_true, y_pred, None, self.aggregate, self.loss_type, self.epsilon)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(aggregate=self.aggregate, loss_type=self.loss_type, epsilon=self.epsilon)
+    return config

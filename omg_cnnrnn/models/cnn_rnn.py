@@ -1,0 +1,222 @@
+"""The networks of Tables III-V, built from a `ModelConfig`.
+
+One builder covers every row: a model is one stream (Tables III, IV) or two
+fused streams (Table V). A stream is a backbone whose feature taps (VGG
+`conv5_2`, `conv5_3`, `pool5`; ResNet `pool5`) and FC layers (`fc1`, `fc2`)
+either feed a per-frame linear output (the CNN-only rows) or one or more RNN
+subnets of 2 stacked GRU layers (Sec. III-B). The outputs of all RNN subnets
+are concatenated, optionally passed through a hidden FC (the "-FC" rows), and
+mapped to valence and arousal for every frame.
+
+Inputs are `{"frames": (B, T, S, S, 3) float in [-1, 1], "mask": (B, T)}`;
+the output is `(B, T, 2)` (valence, arousal). Masked frames (padding, frames
+without a face) are zeroed before the CNN, so their content never matters,
+and skipped by the GRUs (the state is carried over them), so they never
+change the predictions of valid frames. CNN-only rows also run on single
+frames: `frame_model(model)` gives `(N, S, S, 3) -> (N, 2)` sharing weights.
+
+Layer names: `<backbone>` (the nested backbone model), `<backbone>_fc1`,
+`<backbone>_fc1_dropout`, `<backbone>_rnn_<taps>_gru1` ... (one RNN subnet per
+tuple of taps), `hidden_fc`, `output`. Stream-prefixed names keep fused models
+loadable from single-stream checkpoints (Table V, training way b).
+
+Departure from the released code: the authors' TF1 graph fixes batch and
+sequence length in its reshapes; here both are dynamic (None).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+from omg_cnnrnn import configs
+from omg_cnnrnn.models import backbones
+
+_CONV_TAPS = ("conv5_2", "conv5_3", "pool5")
+
+
+class FoldTime(tf_keras.layers.Layer):
+  """(B, T, ...) -> (B * T, ...): runs a per-frame network on all frames of a batch at once."""
+
+  def call(self, x):
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+
+  def compute_output_shape(self, input_shape):
+    input_shape = tf.TensorShape(input_shape)
+    return tf.TensorShape([None]).concatenate(input_shape[2:])
+
+
+class UnfoldTime(tf_keras.layers.Layer):
+  """(B * T, ...) -> (B, T, ...), with B and T read from a reference (B, T, ...) tensor."""
+
+  def call(self, inputs):
+    x, reference = inputs
+    ref_shape = tf.shape(reference)
+    return tf.reshape(x, tf.concat([ref_shape[:2], tf.shape(x)[1:]], axis=0))
+
+  def compute_output_shape(self, input_shape):
+    x_shape, ref_shape = (tf.TensorShape(s) for s in input_shape)
+    return ref_shape[:2].concatenate(x_shape[1:])
+
+
+class MaskFrames(tf_keras.layers.Layer):
+  """Zeroes masked frames, so padding and face-less frames carry no content into the CNN."""
+
+  def call(self, inputs):
+    frames, mask = inputs
+    mask = tf.cast(mask, frames.dtype)
+    return frames * mask[:, :, tf.newaxis, tf.newaxis, tf.newaxis]
+
+
+class BoolMask(tf_keras.layers.Layer):
+  """Float (B, T) frame mask -> bool, the form Keras RNN layers take."""
+
+  def call(self, mask):
+    return tf.cast(mask, tf.bool)
+
+
+class _Stream:
+  """Builds one stream's layers once; `__call__` applies them to folded frames."""
+
+  def __init__(self, stream: configs.StreamConfig, image_size: int):
+    self.config = stream
+    self.prefix = stream.name
+    self.backbone = backbones.build_backbone(stream.backbone, image_size=image_size)
+    if len(stream.fc_dropout) > len(stream.fc_units):
+      raise ValueError(f"stream {self.prefix}: more fc_dropout values than fc_units")
+    self.fcs = []
+    for i, units in enumerate(stream.fc_units, start=1):
+      rate = stream.fc_dropout[i - 1] if i <= len(stream.fc_dropout) else 0.0
+      dense = tf_keras.layers.Dense(units, activation="relu", name=f"{self.prefix}_fc{i}")
+      drop = tf_keras.layers.Dropout(rate, name=f"{self.prefix}_fc{i}_dropout") if rate > 0 else None
+      self.fcs.append((dense, drop))
+    valid = set(self._tap_names())
+    for taps in stream.rnn_inputs:
+      unknown = [t for t in taps if t not in valid]
+      if unknown or not taps:
+        raise ValueError(f"stream {self.prefix}: unknown RNN input taps {unknown}; valid: {sorted(valid)}")
+
+  def _tap_names(self):
+    conv = _CONV_TAPS if self.config.backbone == "vgg16" else ("pool5",)
+    return list(conv) + [f"fc{i}" for i in range(1, len(self.fcs) + 1)]
+
+  def __call__(self, folded_frames):
+    """Returns every tap as a flat per-frame feature `(B * T, D)`."""
+    features = self.backbone(folded_frames)
+    taps = {}
+    for name in _CONV_TAPS:
+      if name in features:
+        value = features[name]
+        if value.shape.rank > 2:
+          value = tf_keras.layers.Flatten(name=f"{self.prefix}_flatten_{name}")(value)
+        taps[name] = value
+    x = taps["pool5"]
+    for i, (dense, drop) in enumerate(self.fcs, start=1):
+      x = dense(x)
+      if drop is not None:
+        x = drop(x)
+      taps[f"fc{i}"] = x
+    return taps
+
+
+def _gru_stack(x, mask, model_config: configs.ModelConfig, name: str):
+  """Sec. III-B / IV-2: 2 stacked GRU layers of 128 units, dropout 0.2 between them."""
+  for layer in range(1, model_config.rnn_layers + 1):
+    if layer > 1 and model_config.rnn_dropout > 0:
+      x = tf_keras.layers.Dropout(model_config.rnn_dropout, name=f"{name}_dropout{layer - 1}")(x)
+    x = tf_keras.layers.GRU(
+        model_config.rnn_units,
+        return_sequences=True,
+        reset_after=model_config.gru_reset_after,
+        name=f"{name}_gru{layer}",
+    )(x, mask=mask)
+  return x
+
+
+def build_model(
+    model_config: configs.ModelConfig,
+    image_size: int = 96,
+    sequence_length: int | None = None,
+    name: str = "cnn_rnn",
+) -> tf_keras.Model:
+  """Builds the Keras functional model of `model_config`.
+
+  Args:
+    model_config: the architecture (streams, taps, RNN and output settings).
+    image_size: square face-crop size (96 in the paper).
+    sequence_length: fixed T, or None for any length.
+    name: model name.
+
+  Returns:
+    A model `{"frames": (B, T, S, S, 3), "mask": (B, T)} -> (B, T, num_outputs)`.
+  """
+  if not model_config.streams:
+    raise ValueError("a model needs at least one stream")
+  names = [s.name for s in model_config.streams]
+  if len(set(names)) != len(names):
+    raise ValueError(f"stream backbones must differ (layer-name prefixes): {names}")
+  frames = tf_keras.Input((sequence_length, image_size, image_size, 3), name="frames")
+  mask = tf_keras.Input((sequence_length,), name="mask")
+  mask_bool = BoolMask(name="mask_bool")(mask)
+  masked = MaskFrames(name="mask_frames")([frames, mask])
+  folded = FoldTime(name="fold_time")(masked)
+
+  per_frame_outputs, rnn_outputs = [], []
+  for stream_config in model_config.streams:
+    stream = _Stream(stream_config, image_size)
+    taps = stream(folded)
+    if not stream_config.rnn_inputs:
+      # CNN only (Table I / Table IV row 1): the last FC (or the pooled features) is the head.
+      last = f"fc{len(stream.fcs)}" if stream.fcs else "pool5"
+      per_frame_outputs.append(UnfoldTime(name=f"{stream.prefix}_unfold_{last}")([taps[last], frames]))
+      continue
+    for tap_names in stream_config.rnn_inputs:
+      branch = f"{stream.prefix}_rnn_{'_'.join(tap_names)}"
+      parts = [taps[t] for t in tap_names]
+      x = parts[0] if len(parts) == 1 else tf_keras.layers.Concatenate(name=f"{branch}_concat")(parts)
+      x = UnfoldTime(name=f"{branch}_unfold")([x, frames])
+      rnn_outputs.append(_gru_stack(x, mask_bool, model_config, branch))
+
+  outputs = per_frame_outputs + rnn_outputs
+  x = outputs[0] if len(outputs) == 1 else tf_keras.layers.Concatenate(name="concat_streams")(outputs)
+  if model_config.hidden_fc_units:
+    x = tf_keras.layers.Dense(model_config.hidden_fc_units, activation="relu", name="hidden_fc")(x)
+  predictions = tf_keras.layers.Dense(model_config.num_outputs, name="output")(x)
+  return tf_keras.Model({"frames": frames, "mask": mask}, predictions, name=name)
+
+
+def frame_model(model: tf_keras.Model, model_config: configs.ModelConfig, image_size: int = 96) -> tf_keras.Model:
+  """Single-frame view `(N, S, S, 3) -> (N, 2)` of a CNN-only model, sharing its weights.
+
+  The CNN-only rows train on single frames in batches of 80 (Sec. IV-1); the sequence
+  model with T = 1 does the same computation, and this view serves per-image inference.
+  """
+  if model_config.has_rnn or len(model_config.streams) != 1:
+    raise ValueError("frame_model applies to single-stream CNN-only rows")
+  stream = model_config.streams[0]
+  inputs = tf_keras.Input((image_size, image_size, 3), name="frames")
+  x = model.get_layer(stream.name)(inputs)["pool5"]
+  if x.shape.rank > 2:
+    x = model.get_layer(f"{stream.name}_flatten_pool5")(x)
+  for i in range(1, len(stream.fc_units) + 1):
+    x = model.get_layer(f"{stream.name}_fc{i}")(x)
+  if model_config.hidden_fc_units:
+    x = model.get_layer("hidden_fc")(x)
+  return tf_keras.Model(inputs, model.get_layer("output")(x), name=f"{model.name}_frames")
+
+
+def feature_taps(model: tf_keras.Model, backbone: str = "vgg16") -> tf_keras.Model:
+  """A model exposing a stream's per-frame taps (flattened) of a built model, for inspection."""
+  sub = model.get_layer(backbone)
+  outputs = dict(sub.output)
+  for i in range(1, 4):
+    try:
+      dense = model.get_layer(f"{backbone}_fc{i}")
+    except ValueError:
+      break
+    source = outputs["pool5"] if i == 1 else outputs[f"fc{i - 1}"]
+    if source.shape.rank > 2:
+      source = tf_keras.layers.Flatten()(source)
+    outputs[f"fc{i}"] = dense(source)
+  return tf_keras.Model(sub.input, outputs, name=f"{backbone}_taps")

@@ -1,0 +1,65 @@
+"""Tests of the experiment registry: every paper row, names, docstrings, the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from omg_cnnrnn import experiments
+
+PAPER_ROWS = {  # table -> (row name -> paper CCC valence, arousal), from the paper's Tables III-VI
+    "III": {"table3/cnn_only": (38.1, 25.5), "table3/cnn_rnn": (44.7, 26.9), "table3/cnn_1rnn": (40.74, 30.05),
+            "table3/cnn_2rnn": (42.74, 28.61), "table3/cnn_2rnn_fc": (42.11, 28.33),
+            "table3/cnn_3rnn_2nd_last_conv": (45.34, 21.5), "table3/cnn_3rnn_last_conv": (45.6, 24.6)},
+    "IV": {"table4/cnn_only": (38.4, 21.64), "table4/cnn_rnn": (44.4, 26.7), "table4/cnn_fc_rnn": (40.7, 26.4)},
+    "V": {"table5/vgg_fc_rnn_resnet_rnn": (45.47, 27.47), "table5/vgg_fc_rnn_resnet_fc_rnn": (44.1, 27.3),
+          "table5/vgg_fc_rnn_resnet_rnn_fc": (45.3, 25.07), "table5/vgg_fc_rnn_resnet_fc_rnn_fc": (45.0, 24.5)},
+    "VI": {"table6/vgg16_1rnn_post": (43.1, 31.1), "table6/vgg16_3rnn_last_conv_post": (49.1, 26.1),
+           "table6/resnet_rnn_post": (46.2, 28.1), "table6/fusion_post": (48.45, 28.86)},
+}
+
+
+@pytest.mark.parametrize("table", sorted(PAPER_ROWS))
+def test_every_paper_row_is_registered_with_its_ccc(table):
+  for name, (v, a) in PAPER_ROWS[table].items():
+    config = experiments.get(name)
+    assert config.table == table
+    assert (config.paper_ccc_valence, config.paper_ccc_arousal) == (v, a)
+    doc = experiments.EXPERIMENTS.lookup(name).__doc__
+    assert f"Table {table}" in doc and f"{v:g}" in doc, f"{name}'s docstring must cite table and CCC"
+
+
+def test_unknown_experiment_lists_the_valid_names():
+  with pytest.raises(KeyError, match="table3/cnn_3rnn_last_conv"):
+    experiments.get("table3/cnn_4rnn")
+
+
+def test_table6_rows_point_at_registered_base_rows():
+  for name in PAPER_ROWS["VI"]:
+    config = experiments.get(name)
+    base = experiments.get(config.base_experiment)
+    assert config.model == base.model and config.postprocess is not None
+
+
+def test_experiment_flag_lists_rows_in_help_and_rejects_unknown():
+  fv = flags.FlagValues()
+  experiments.define_flags(fv)
+  help_text = fv["experiment"].help
+  for name in experiments.names():
+    assert name in help_text
+  with pytest.raises(flags.IllegalFlagValueError, match="table3/cnn_rnn"):
+    fv(["prog", "--experiment=nope"])
+  fv(["prog", "--experiment=testing", "--override=train.num_steps=3"])
+  assert experiments.from_flags(fv).train.num_steps == 3
+
+
+def test_cli_json_lists_every_row():
+  out = subprocess.run([sys.executable, "-m", "omg_cnnrnn.experiments", "--json", "--no_params"],
+                       capture_output=True, text=True, check=True).stdout
+  rows = json.loads(out)
+  assert [r["name"] for r in rows] == experiments.names()
+  assert set(rows[0]) == {"name", "table", "row", "params", "paper_ccc_valence", "paper_ccc_arousal"}
+  by_name = {r["name"]: r for r in rows}
+  assert by_name["table5/vgg_fc_rnn_resnet_rnn"]["paper_ccc_arousal"] == 27.47
