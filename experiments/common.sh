@@ -1,0 +1,80 @@
+# Shared steps of the table scripts: sourced, not run.
+#
+# Environment (data and checkpoint locations; hyperparameters live in the experiment configs):
+#   OMG_DATA       prepared OMG-Emotion TFRecords (python -m data_prep.prepare_omg ...)
+#   AFFWILD_DATA   prepared Aff-Wild TFRecords for pretraining (python -m data_prep.prepare_affwild ...);
+#                  unset: no pretraining (the paper pretrains, Sec. III-C)
+#   OMG_LABELS     the official validation label CSV (omg_ValidationVideos.csv), for challenge-format CSVs
+#   CKPT_ROOT      where workdirs go (default: checkpoints)
+#   PYTHON         interpreter (default: .venv/bin/python, else python3)
+#   SMOKE=1        every row for a couple of steps at reduced shapes on the synthetic set (CPU proof that the
+#                  script works end to end; the numbers mean nothing)
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+CKPT_ROOT="${CKPT_ROOT:-checkpoints}"
+OVERRIDES=()
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+
+if [[ "${SMOKE:-0}" == "1" ]]; then
+  SMOKE_DIR="${SMOKE_DIR:-$CKPT_ROOT/smoke}"
+  CKPT_ROOT="$SMOKE_DIR/checkpoints"
+  if [[ ! -f "$SMOKE_DIR/data/omg/manifest.json" ]]; then
+    "$PYTHON" -m data_prep.synthesize --output_dir="$SMOKE_DIR/synthetic" --seed=0 --preset=smoke
+    for split in Train Validation; do
+      "$PYTHON" -m data_prep.prepare_omg --labels="$SMOKE_DIR/synthetic/omg/omg_${split}Videos.csv" \
+        --videos="$SMOKE_DIR/synthetic/omg/videos" --output_dir="$SMOKE_DIR/data/omg"
+    done
+    "$PYTHON" -m data_prep.prepare_affwild --videos="$SMOKE_DIR/synthetic/affwild/videos" \
+      --annotations="$SMOKE_DIR/synthetic/affwild/annotations" --format=affwild --output_dir="$SMOKE_DIR/data/affwild"
+  fi
+  OMG_DATA="$SMOKE_DIR/data/omg"
+  AFFWILD_DATA="$SMOKE_DIR/data/affwild"
+  OMG_LABELS="$SMOKE_DIR/synthetic/omg/omg_ValidationVideos.csv"
+  # Reduced shapes and two steps; everything else is the registered row.
+  OVERRIDES=(--override=data.image_size=32 --override=data.sequence_length=4 --override=data.batch_size=2
+             --override=data.shuffle_buffer=8 --override=train.num_steps=2 --override=train.log_every_steps=1
+             --override=train.checkpoint_every_steps=1 --override=train.eval_every_steps=2)
+fi
+: "${OMG_DATA:?set OMG_DATA to the prepared OMG-Emotion TFRecords (or SMOKE=1)}"
+
+# train ROW WORKDIR DATA [INIT_FROM...]: train (resumes automatically if WORKDIR has checkpoints).
+train() {
+  local row="$1" workdir="$2" data="$3"; shift 3
+  local init=()
+  for source in "$@"; do init+=(--init_from="$source"); done
+  echo "== train $row -> $workdir" >&2
+  "$PYTHON" -m omg_cnnrnn.train --experiment="$row" --workdir="$workdir" --data_dir="$data" \
+    ${init[@]+"${init[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+}
+
+# pretrain ROW: Aff-Wild pretraining workdir of ROW (empty output if no Aff-Wild data).
+pretrain() {
+  local row="$1" workdir="$CKPT_ROOT/affwild/$1"
+  if [[ -n "${AFFWILD_DATA:-}" ]]; then
+    train "$row" "$workdir" "$AFFWILD_DATA" >&2
+    echo "$workdir"
+  fi
+}
+
+# evaluate WORKDIR [extra flags]: official protocol on the validation split, into WORKDIR/eval_validation.
+evaluate() {
+  local workdir="$1"; shift
+  local labels=()
+  [[ -n "${OMG_LABELS:-}" ]] && labels=(--labels="$OMG_LABELS")
+  echo "== evaluate $workdir" >&2
+  "$PYTHON" -m omg_cnnrnn.evaluate --workdir="$workdir" --data_dir="$OMG_DATA" --split=validation \
+    --output_dir="$workdir/eval_validation" ${labels[@]+"${labels[@]}"} "$@"
+}
+
+# run_row ROW: pretrain on Aff-Wild, train on OMG from it, evaluate (the paper's loop for one row).
+run_row() {
+  local row="$1"
+  local init
+  init="$(pretrain "$row")"
+  train "$row" "$CKPT_ROOT/$row" "$OMG_DATA" $init
+  evaluate "$CKPT_ROOT/$row"
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Table V: fused networks (Sec. III-B3). Paper CCC x 100 on OMG validation (V / A):
+#   table5/vgg_fc_rnn_resnet_rnn         45.47 / 27.47   VGG-16-FC-RNN + ResNet-50-RNN + output
+#   table5/vgg_fc_rnn_resnet_fc_rnn      44.1  / 27.3    VGG-16-FC-RNN + ResNet-50-FC-RNN + output
+#   table5/vgg_fc_rnn_resnet_rnn_fc      45.3  / 25.07   ... + ResNet-50-RNN + FC 64 + output
+#   table5/vgg_fc_rnn_resnet_fc_rnn_fc   45    / 24.5    ... + ResNet-50-FC-RNN + FC 64 + output
+# Each fused row is trained the paper's two ways (Sec. III-C), from the single networks' weights:
+#   (a) <row>/from_affwild: both branches from their Aff-Wild-pretrained single networks;
+#   (b) <row>/from_omg:     both branches from the best single networks trained on OMG (Tables III, IV).
+# Needs the single networks: table3/cnn_rnn (VGG-16-FC-RNN), table4/cnn_rnn, table4/cnn_fc_rnn (run if missing).
+# Expected GPU time: about 1.5x a VGG row a run, 8 runs: about a day.
+# Usage: OMG_DATA=... AFFWILD_DATA=... OMG_LABELS=... experiments/table5.sh [rows...];  SMOKE=1 for the CPU smoke run.
+source "$(dirname "$0")/common.sh"
+ROWS=("$@")
+[[ ${#ROWS[@]} -eq 0 ]] && ROWS=(table5/vgg_fc_rnn_resnet_rnn table5/vgg_fc_rnn_resnet_fc_rnn
+                                 table5/vgg_fc_rnn_resnet_rnn_fc table5/vgg_fc_rnn_resnet_fc_rnn_fc)
+single() {  # single ROW: make sure the single network exists (pretrained and OMG-trained)
+  [[ -f "$CKPT_ROOT/$1/best.json" ]] || run_row "$1"
+}
+for row in "${ROWS[@]}"; do
+  case "$row" in
+    *resnet_fc_rnn*) resnet=table4/cnn_fc_rnn ;;
+    *) resnet=table4/cnn_rnn ;;
+  esac
+  single table3/cnn_rnn
+  single "$resnet"
+  if [[ -n "${AFFWILD_DATA:-}" ]]; then
+    train "$row" "$CKPT_ROOT/$row/from_affwild" "$OMG_DATA" \
+      "$CKPT_ROOT/affwild/table3/cnn_rnn" "$CKPT_ROOT/affwild/$resnet"
+    evaluate "$CKPT_ROOT/$row/from_affwild"
+  fi
+  train "$row" "$CKPT_ROOT/$row/from_omg" "$OMG_DATA" "$CKPT_ROOT/table3/cnn_rnn" "$CKPT_ROOT/$resnet"
+  evaluate "$CKPT_ROOT/$row/from_omg"
+done
+"$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=V
