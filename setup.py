@@ -15,6 +15,8 @@ setuptools.setup(
         # tf-keras pins the TensorFlow minor it matches; pip resolves the pair.
         "tensorflow>=2.16,<2.22",
         "tf-keras>=2.16,<2.22",
+        # TensorFlow 2.21 no longer pulls TensorBoard in; tf.summary needs it.
+        "tensorboard>=2.16",
         # The headless build: the same cv2 API without the GUI/libGL dependencies
         # that fail to import on servers and CI machines.
         "opencv-python-headless>=4.8",

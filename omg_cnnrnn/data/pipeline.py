@@ -1,0 +1,157 @@
+"""tf.data input pipelines: training windows, evaluation chunks.
+
+Training (Sec. III-C): sequences of T consecutive frames of ONE utterance, in
+batches of B (80 and 4 in the paper; CNN-only rows use T = 1 and B = 80). Each
+utterance of n frames gives ceil(n / T) windows per epoch at random offsets
+(the authors cut utterances into consecutive T-frame pieces; random offsets
+see every alignment over the epochs). Utterances shorter than T are padded and
+carry a frame mask. The mask of a frame is `face_found AND label_mask`: frames
+without a face or without a label never count.
+
+Evaluation yields every frame of every utterance in order, as consecutive
+chunks of T frames (the last one padded), tagged with the utterance index and
+chunk offset so predictions can be put back in place.
+
+Frames are JPEG-decoded after windowing and shuffling (the shuffle buffer holds
+compressed frames) and scaled `(x - 128) / 128` to [-1, 1] (released code).
+Every random choice is stateless and seeded by (seed, element counter), so the
+pipeline is deterministic and its iterator can be checkpointed and resumed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import tensorflow as tf
+
+from omg_cnnrnn import configs
+from omg_cnnrnn.data import features
+
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+  """The TFRecord shards of `split` under `data_dir` (sorted); a clear error if none."""
+  pattern = os.path.join(data_dir, f"{split}-*.tfrecord")
+  files = sorted(glob.glob(pattern))
+  if not files:
+    present = sorted({os.path.basename(f).split("-")[0] for f in glob.glob(os.path.join(data_dir, "*.tfrecord"))})
+    raise FileNotFoundError(f"no shards match {pattern}; splits present in {data_dir}: {present or 'none'}")
+  return files
+
+
+def scale_frames(jpegs: tf.Tensor, image_size: int) -> tf.Tensor:
+  """JPEG strings [T] -> float32 [T, S, S, 3] in [-1, 1] (released code: (x - 128) / 128)."""
+  def decode(jpeg):
+    image = tf.cast(tf.io.decode_jpeg(jpeg, channels=3), tf.float32)
+    same = tf.reduce_all(tf.shape(image)[:2] == image_size)
+    # Resizing only where the prepared crop size differs from the model's (e.g. reduced-size runs).
+    image = tf.cond(same, lambda: image, lambda: tf.image.resize(image, (image_size, image_size), method="area"))
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+  frames = tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
+  return (frames - 128.0) / 128.0
+
+
+def frame_mask(example: dict) -> tf.Tensor:
+  """1 where a frame has a face and a label."""
+  return tf.cast(example["face_found"], tf.float32) * tf.cast(example["label_mask"], tf.float32)
+
+
+def frame_labels(example: dict) -> tf.Tensor:
+  """[T, 2] per-frame (valence, arousal); OMG frames carry their utterance's label."""
+  return tf.stack([tf.cast(example["frame_valence"], tf.float32), tf.cast(example["frame_arousal"], tf.float32)], -1)
+
+
+def _pad_to(x: tf.Tensor, length: int) -> tf.Tensor:
+  pad = length - tf.shape(x)[0]
+  paddings = tf.concat([[[0, pad]], tf.zeros([tf.rank(x) - 1, 2], tf.int32)], axis=0)
+  return tf.pad(x, paddings)
+
+
+def window(jpegs, labels, mask, offset, length: int):
+  """Frames [offset, offset + length) of one utterance, padded to `length` with a zero mask."""
+  jpegs = _pad_to(jpegs[offset:offset + length], length)
+  labels = _pad_to(labels[offset:offset + length], length)
+  mask = _pad_to(mask[offset:offset + length], length)
+  jpegs = tf.where(mask > 0, jpegs, tf.fill(tf.shape(jpegs), _BLACK_JPEG))
+  return jpegs, labels, mask
+
+
+# A valid (black, 8x8) JPEG stands in for padded frames so they decode like the rest.
+_BLACK_JPEG = tf.io.encode_jpeg(tf.zeros((8, 8, 3), tf.uint8)).numpy()
+
+
+def train_windows(example: dict, index: tf.Tensor, length: int, seed: int, random_offset: bool) -> tf.data.Dataset:
+  """ceil(n / T) windows of one utterance; offsets stateless-random in [0, n - T] (or consecutive pieces)."""
+  jpegs, labels, mask = example["frames"], frame_labels(example), frame_mask(example)
+  n = tf.shape(jpegs)[0]
+  count = tf.maximum((n + length - 1) // length, 1)
+  max_offset = tf.maximum(n - length, 0)
+  if random_offset:
+    offsets = tf.random.stateless_uniform(
+        [count], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]),
+        minval=0, maxval=max_offset + 1, dtype=tf.int32)
+  else:
+    offsets = tf.minimum(tf.range(count) * length, max_offset)
+  pieces = tf.data.Dataset.from_tensor_slices(offsets)
+  return pieces.map(lambda o: window(jpegs, labels, mask, o, length))
+
+
+def train_dataset(data_dir: str, data_config: configs.DataConfig, split: str = "train", seed: int = 0,
+                  batch_size: int | None = None, sequence_length: int | None = None) -> tf.data.Dataset:
+  """Infinite, shuffled batches `({"frames": (B,T,S,S,3), "mask": (B,T)}, labels (B,T,2))`."""
+  files = shard_files(data_dir, split)
+  length = sequence_length or data_config.sequence_length
+  batch = batch_size or data_config.batch_size
+  size = data_config.image_size
+  ds = tf.data.Dataset.from_tensor_slices(files)
+  # Repeat before shuffling windows: the buffer then mixes across epoch boundaries
+  # instead of draining at each one; the file order is reshuffled every epoch.
+  ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(features.decode_example, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.enumerate()
+  ds = ds.flat_map(lambda i, ex: train_windows(ex, i, length, seed, data_config.random_offset))
+  # Shuffle compressed windows (small), decode after: the buffer costs JPEG bytes, not floats.
+  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+  ds = ds.map(lambda j, y, m: ({"frames": scale_frames(j, size), "mask": m}, y),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  # Batch last so every sequence of a batch is decoded in parallel; prefetch overlaps the step.
+  ds = ds.batch(batch, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_chunks(example: dict, index: tf.Tensor, length: int) -> tf.data.Dataset:
+  """Consecutive chunks of T frames covering one utterance in order (last one padded)."""
+  jpegs, labels, mask = example["frames"], frame_labels(example), frame_mask(example)
+  n = tf.shape(jpegs)[0]
+  offsets = tf.range(0, tf.maximum(n, 1), length)
+  pieces = tf.data.Dataset.from_tensor_slices(offsets)
+  return pieces.map(lambda o: (index, o) + window(jpegs, labels, mask, o, length))
+
+
+def eval_dataset(data_dir: str, data_config: configs.DataConfig, split: str, batch_size: int | None = None,
+                 sequence_length: int | None = None) -> tf.data.Dataset:
+  """Every frame of every utterance in file order, as batches of padded chunks.
+
+  Yields dicts: `frames (B,T,S,S,3)`, `mask (B,T)`, `labels (B,T,2)`, `index (B,)` (utterance
+  position in the split), `offset (B,)` (first frame of the chunk).
+  """
+  files = shard_files(data_dir, split)
+  length = sequence_length or data_config.sequence_length
+  size = data_config.image_size
+  ds = tf.data.TFRecordDataset(files)
+  ds = ds.map(features.decode_example, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.enumerate().flat_map(lambda i, ex: eval_chunks(ex, i, length))
+  ds = ds.map(lambda i, o, j, y, m: {"index": i, "offset": o, "frames": scale_frames(j, size), "mask": m,
+                                     "labels": y}, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size or data_config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def utterance_index(data_dir: str, split: str) -> list[dict]:
+  """Context of every utterance of a split, in the order `eval_dataset` numbers them."""
+  rows = []
+  for example in tf.data.TFRecordDataset(shard_files(data_dir, split)).map(features.decode_context):
+    rows.append({k: (v.numpy().decode() if v.dtype == tf.string else v.numpy().item()) for k, v in example.items()})
+  return rows

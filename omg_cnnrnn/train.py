@@ -1,0 +1,355 @@
+"""Training of any registered row: CCC loss, Adam, checkpoints, resume, validation, warm starts.
+
+    python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv \\
+        --workdir=checkpoints/table3/cnn_3rnn_last_conv --data_dir=<prepared OMG TFRecords> \\
+        [--init_from=<Aff-Wild workdir | checkpoint prefix | tf1:<TF1 prefix>>] [--override train.num_steps=...]
+
+The workdir holds everything of a run:
+- `config.json`: the resolved experiment config (a resumed run must match it);
+- `checkpoints/ckpt-N`: model, optimizer, step, input-iterator and dropout-RNG state
+  (tf.train.CheckpointManager), so a killed run resumes where its last checkpoint was,
+  with no lost or repeated steps beyond it and, on CPU, the same weights as a run
+  that was never interrupted;
+- `best/`: the model weights with the best validation CCC, and `best.json`;
+- `tensorboard/{train,validation}`: TensorBoard logs; `history.jsonl`: the same as JSON lines;
+- `init_report.json`: what a warm start loaded, skipped and left fresh.
+
+Warm starts (`--init_from`, repeatable) are a separate, explicit setting: they only
+apply when the workdir has no checkpoint of its own. Layers are matched by name
+(nested backbone layers included) and loaded where shapes match; new layers start
+fresh. Aff-Wild pretraining then OMG training (Sec. III-C) is two runs, the second
+with `--init_from=<pretraining workdir>`. Fusion rows (Table V) start either from two
+Aff-Wild-pretrained single networks or from the two best single networks trained on
+OMG: pass both workdirs as two `--init_from`s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from omg_cnnrnn import configs, losses, models
+from omg_cnnrnn.data import pipeline
+
+
+def set_seed(seed: int, deterministic: bool = False) -> None:
+  """Seeds Python, NumPy and TF; dropout draws from checkpointable tf.random.Generators."""
+  tf_keras.utils.set_random_seed(seed)
+  tf_keras.backend.experimental.enable_tf_random_generator()
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def _random_generators(model: tf_keras.Model) -> list:
+  """Dropout layers' generators: checkpointed so a resumed run draws the same masks."""
+  gens = []
+  for layer in model.submodules:
+    rng = getattr(layer, "_random_generator", None)
+    gen = getattr(rng, "_generator", None)
+    if gen is not None:
+      gens.append(gen)
+  return gens
+
+
+def named_layers(model: tf_keras.Model, prefix: str = "") -> Iterable[tuple[str, tf_keras.layers.Layer]]:
+  """(path, layer) for every layer with weights, descending into nested models (`vgg16/conv1_1`)."""
+  for layer in model.layers:
+    path = f"{prefix}{layer.name}"
+    if isinstance(layer, tf_keras.Model):
+      yield from named_layers(layer, path + "/")
+    elif layer.weights:
+      yield path, layer
+
+
+def copy_matching_weights(source: tf_keras.Model, target: tf_keras.Model, only_missing: set | None = None) -> dict:
+  """Copies weights layer by layer where names and shapes match.
+
+  Args:
+    source: the model to copy from.
+    target: the model to copy into.
+    only_missing: if given, the target layer paths still to fill (updated in place).
+
+  Returns:
+    {"loaded": [...], "shape_mismatch": [...], "not_in_source": [...]} of target layer paths.
+  """
+  src = dict(named_layers(source))
+  report = {"loaded": [], "shape_mismatch": [], "not_in_source": []}
+  for path, layer in named_layers(target):
+    if only_missing is not None and path not in only_missing:
+      continue
+    other = src.get(path)
+    if other is None:
+      report["not_in_source"].append(path)
+      continue
+    shapes = [tuple(w.shape) for w in layer.weights]
+    if shapes != [tuple(w.shape) for w in other.weights]:
+      report["shape_mismatch"].append(path)
+      continue
+    layer.set_weights(other.get_weights())
+    report["loaded"].append(path)
+    if only_missing is not None:
+      only_missing.discard(path)
+  return report
+
+
+def _resolve_source(init_from: str) -> tuple[str, str]:
+  """(config.json path, checkpoint prefix) of a workdir, a checkpoint dir or a checkpoint prefix."""
+  if os.path.isdir(init_from):
+    workdir = init_from
+    best = os.path.join(workdir, "best")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    prefix = tf.train.latest_checkpoint(best) or tf.train.latest_checkpoint(ckpt_dir) or tf.train.latest_checkpoint(workdir)
+    if prefix is None:
+      raise FileNotFoundError(f"--init_from={init_from}: no checkpoint found in {best} or {ckpt_dir}")
+  else:
+    prefix = init_from
+    if not tf.io.gfile.exists(prefix + ".index"):
+      raise FileNotFoundError(f"--init_from={init_from}: neither a workdir nor a checkpoint prefix ({prefix}.index missing)")
+    workdir = os.path.dirname(prefix)
+  for candidate in (workdir, os.path.dirname(workdir)):
+    path = os.path.join(candidate, "config.json")
+    if os.path.exists(path):
+      return path, prefix
+  raise FileNotFoundError(f"--init_from={init_from}: no config.json beside the checkpoint {prefix}")
+
+
+def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_from: Sequence[str],
+               image_size: int) -> dict:
+  """Initialises `model` from other runs (or TF1 checkpoints); returns the report.
+
+  Each source fills the layers that earlier sources left unloaded. `tf1:<prefix>`
+  sources go through `omg_cnnrnn.tf1.load_tf1_checkpoint` (partial loads allowed).
+  """
+  pending = {path for path, _ in named_layers(model)}
+  report = {"sources": [], "loaded": [], "fresh": []}
+  for source in init_from:
+    if source.startswith("tf1:"):
+      from omg_cnnrnn import tf1  # Lazy: only TF1 conversions need it.
+
+      released, _, prefix = source[4:].rpartition("@") if "@" in source else ("", "", source[4:])
+      sub = tf1.load_tf1_checkpoint(model, model_config, prefix, released or None, allow_partial=True)
+      report["sources"].append({"source": source, "report": sub})
+      continue
+    config_path, prefix = _resolve_source(source)
+    with open(config_path) as f:
+      source_config = configs.experiment_from_dict(json.load(f))
+    source_model = models.build_model(source_config.model, image_size=image_size)
+    tf.train.Checkpoint(model=source_model).read(prefix).expect_partial()
+    sub = copy_matching_weights(source_model, model, only_missing=pending)
+    sub.update(source=source, checkpoint=prefix, experiment=source_config.name)
+    report["sources"].append(sub)
+    report["loaded"] += sub["loaded"]
+  report["fresh"] = sorted(pending - set(report["loaded"]))
+  return report
+
+
+class Trainer:
+  """Owns the model, optimizer, step counter, input iterator and their checkpoints."""
+
+  def __init__(self, config: configs.ExperimentConfig, workdir: str, data_dir: str, seed: int = 0,
+               train_split: str = "train", eval_split: str | None = "validation",
+               init_from: Sequence[str] = (), deterministic: bool = False, log=print):
+    self.config = config
+    self.workdir = workdir
+    self.data_dir = data_dir
+    self.train_split = train_split
+    self.eval_split = eval_split
+    self.log = log
+    os.makedirs(workdir, exist_ok=True)
+    self._check_or_write_config()
+    set_seed(seed, deterministic)
+
+    self.model = models.build_model(config.model, image_size=config.data.image_size)
+    self.optimizer = tf_keras.optimizers.Adam(config.train.learning_rate)
+    self.optimizer.build(self.model.trainable_variables)
+    self.loss_fn = losses.CCCLoss(aggregate=config.train.loss_aggregate, loss_type=config.train.loss)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    dataset = pipeline.train_dataset(data_dir, config.data, split=train_split, seed=seed)
+    self.iterator = iter(dataset)
+    # One call creates the dropout generators, so they exist before a restore reads them.
+    size = config.data.image_size
+    self.model({"frames": tf.zeros((1, 1, size, size, 3)), "mask": tf.ones((1, 1))}, training=True)
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                          iterator=self.iterator, rng=_random_generators(self.model))
+    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
+                                              max_to_keep=config.train.max_checkpoints_to_keep)
+    self.resumed_from = None
+    if self.manager.latest_checkpoint:
+      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+      self.resumed_from = self.manager.latest_checkpoint
+      self.log(f"resumed from {self.resumed_from} at step {int(self.step.numpy())}")
+    elif init_from:
+      report = warm_start(self.model, config.model, init_from, config.data.image_size)
+      with open(os.path.join(workdir, "init_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+      self.log(f"warm start from {list(init_from)}: {len(report['loaded'])} layers loaded, "
+               f"{len(report['fresh'])} fresh: {report['fresh']}")
+    self.best_path = os.path.join(workdir, "best.json")
+    self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
+                    for k in ("train", "validation")}
+    self._train_step = tf.function(self._step_fn)
+
+  def _check_or_write_config(self):
+    path = os.path.join(self.workdir, "config.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        saved = configs.experiment_from_dict(json.load(f))
+      if saved != self.config:
+        raise ValueError(f"{path} holds a different config than this run's ({saved.name} vs {self.config.name}, "
+                         "or different overrides); use a new --workdir or the same settings to resume")
+      return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(self.config.to_json())
+    os.replace(tmp, path)
+
+  def _step_fn(self, inputs, labels):
+    with tf.GradientTape() as tape:
+      predictions = self.model(inputs, training=True)
+      loss = self.loss_fn(labels, predictions, sample_weight=inputs["mask"])
+    grads = tape.gradient(loss, self.model.trainable_variables)
+    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    self.step.assign_add(1)
+    return loss
+
+  def steps_per_epoch(self) -> int:
+    """Windows per epoch / batch: every utterance gives ceil(frames / T) windows."""
+    index = pipeline.utterance_index(self.data_dir, self.train_split)
+    t = self.config.data.sequence_length
+    windows = sum(max(1, math.ceil(row["num_frames"] / t)) for row in index)
+    return max(1, windows // self.config.data.batch_size)
+
+  def evaluate(self) -> dict:
+    from omg_cnnrnn import evaluate  # Lazy: evaluate imports train's neighbours, not the reverse.
+
+    records = evaluate.predict_split(self.model, self.config, self.data_dir, self.eval_split)
+    return evaluate.score_records(records, self.config.data.utterance_aggregate)
+
+  def train(self, num_steps: int | None = None, stop_after: int | None = None) -> dict:
+    """Runs until `num_steps` (default: the config's); returns the last metrics.
+
+    Args:
+      num_steps: total steps of the run (a resumed run continues up to it).
+      stop_after: stop after this many steps of THIS call (simulates a kill, for tests).
+    """
+    total = num_steps or self.config.train.num_steps
+    tc = self.config.train
+    epoch_steps = self.steps_per_epoch() if self.eval_split else 0
+    eval_every = tc.eval_every_steps if tc.eval_every_steps > 0 else epoch_steps
+    best = self._read_best()
+    start = int(self.step.numpy())
+    done_here = 0
+    last = {}
+    t0, frames = time.time(), 0
+    frames_per_step = self.config.data.batch_size * self.config.data.sequence_length
+    while int(self.step.numpy()) < total:
+      inputs, labels = next(self.iterator)
+      loss = float(self._train_step(inputs, labels).numpy())
+      if not math.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss} at step {int(self.step.numpy())}")
+      step = int(self.step.numpy())
+      frames += frames_per_step
+      done_here += 1
+      if step % tc.log_every_steps == 0 or step == total:
+        rate = frames / max(time.time() - t0, 1e-9)
+        self.log(f"step {step}/{total} loss {loss:.4f} ({rate:.1f} frames/s)")
+        with self.writers["train"].as_default():
+          tf.summary.scalar("loss", loss, step=step)
+          tf.summary.scalar("frames_per_second", rate, step=step)
+        self._history({"step": step, "split": "train", "loss": loss, "frames_per_second": rate})
+      if step % tc.checkpoint_every_steps == 0 or step == total:
+        self.manager.save(checkpoint_number=step)
+      if self.eval_split and eval_every and (step % eval_every == 0 or step == total):
+        last = self.evaluate()
+        score = float(np.mean([last["valence_ccc"], last["arousal_ccc"]]))
+        self.log(f"step {step} validation CCC valence {last['valence_ccc']:.4f} arousal {last['arousal_ccc']:.4f}")
+        with self.writers["validation"].as_default():
+          for k, v in last.items():
+            if isinstance(v, (int, float)):
+              tf.summary.scalar(k, v, step=step)
+        self._history({"step": step, "split": self.eval_split, **last})
+        if best is None or score > best["score"]:
+          best = {"step": step, "score": score, **last}
+          tf.train.Checkpoint(model=self.model).write(os.path.join(self.workdir, "best", "model"))
+          with open(self.best_path + ".tmp", "w") as f:
+            json.dump(best, f, indent=2)
+          os.replace(self.best_path + ".tmp", self.best_path)
+      if stop_after is not None and done_here >= stop_after:
+        break
+    for w in self.writers.values():
+      w.flush()
+    return {"start_step": start, "end_step": int(self.step.numpy()), "last_eval": last, "best": best}
+
+  def _read_best(self):
+    if os.path.exists(self.best_path):
+      with open(self.best_path) as f:
+        return json.load(f)
+    return None
+
+  def _history(self, row: dict):
+    with open(os.path.join(self.workdir, "history.jsonl"), "a") as f:
+      f.write(json.dumps(row) + "\n")
+
+
+def load_workdir_model(workdir: str, which: str = "best") -> tuple[tf_keras.Model, configs.ExperimentConfig]:
+  """The model of a training workdir: its best weights (or the latest checkpoint) and config."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = configs.experiment_from_dict(json.load(f))
+  model = models.build_model(config.model, image_size=config.data.image_size)
+  prefix = None
+  if which == "best" and os.path.exists(os.path.join(workdir, "best", "model.index")):
+    prefix = os.path.join(workdir, "best", "model")
+  else:
+    prefix = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  if prefix is None:
+    raise FileNotFoundError(f"no trained weights in {workdir} (neither best/model nor checkpoints/)")
+  tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+  return model, config
+
+
+def main(argv):
+  from absl import flags
+
+  del argv
+  f = flags.FLAGS
+  config = experiments_from_flags(f)
+  trainer = Trainer(config, f.workdir, f.data_dir, seed=f.seed, train_split=f.train_split,
+                    eval_split=f.eval_split or None, init_from=f.init_from, deterministic=f.deterministic)
+  result = trainer.train()
+  print(json.dumps(result, indent=2, default=str))
+
+
+def experiments_from_flags(f) -> configs.ExperimentConfig:
+  from omg_cnnrnn import experiments
+
+  return experiments.from_flags(f)
+
+
+def define_flags():
+  from absl import flags
+
+  from omg_cnnrnn import experiments
+
+  experiments.define_flags()
+  flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, config); resumes automatically.")
+  flags.DEFINE_string("data_dir", None, "Directory of prepared TFRecord shards (<split>-*.tfrecord).")
+  flags.DEFINE_multi_string("init_from", [], "Warm start: workdir, checkpoint prefix, or tf1:[<released>@]<prefix>.")
+  flags.DEFINE_integer("seed", 0, "Random seed.")
+  flags.DEFINE_string("train_split", "train", "Split to train on.")
+  flags.DEFINE_string("eval_split", "validation", "Split to validate on ('' for none).")
+  flags.DEFINE_bool("deterministic", False, "Enable TF op determinism (slower).")
+  flags.mark_flags_as_required(["experiment", "workdir", "data_dir"])
+
+
+if __name__ == "__main__":
+  from absl import app
+
+  define_flags()
+  app.run(main)
