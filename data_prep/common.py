@@ -271,7 +271,9 @@ def write_manifest(output_dir: str, problems: list[dict] = ()) -> dict:
   """manifest.json from every item row on disk (all splits, all jobs) plus input problems."""
   rows = []
   items_root = os.path.join(output_dir, ITEMS_DIR)
-  for split in sorted(os.listdir(items_root)) if os.path.isdir(items_root) else []:
+  splits = [d for d in sorted(os.listdir(items_root)) if os.path.isdir(os.path.join(items_root, d))] \
+      if os.path.isdir(items_root) else []
+  for split in splits:
     for name in sorted(os.listdir(os.path.join(items_root, split))):
       if name.endswith(".json"):
         with open(os.path.join(items_root, split, name)) as f:

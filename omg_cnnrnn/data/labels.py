@@ -73,12 +73,12 @@ def validate_omg_labels(table: pd.DataFrame, path: str) -> tuple[pd.DataFrame, l
       if np.isnan(v):
         reasons.append(f"{c} is not a number ({table[c].iat[i]!r})")
       elif not lo <= v <= hi:
-        reasons.append(f"{c} {v} outside [{lo:g}, {hi:g}]")
+        reasons.append(f"{c} {v:g} outside [{lo:g}, {hi:g}]")
     start, end = numeric["start"].iat[i], numeric["end"].iat[i]
     if np.isnan(start) or np.isnan(end):
       reasons.append(f"start/end not numbers ({table['start'].iat[i]!r}, {table['end'].iat[i]!r})")
     elif end <= start:
-      reasons.append(f"end {end} <= start {start}")
+      reasons.append(f"end {end:g} <= start {start:g}")
     key = (video, utt)
     if key in seen:
       reasons.append(f"duplicate (video, utterance) of row {seen[key] + 1}")
