@@ -2,57 +2,85 @@
 
 Used by data preparation (`data_prep`) and by video prediction alike; there is no other copy.
 
-- Detection: MTCNN (the `mtcnn` package ships its weights and runs offline) behind a
-  small `Detector` protocol, optionally on a downscaled frame (`detection_scale`) and only
-  every `detect_every` frames, with Lucas-Kanade optical flow following the face in between.
-  (The paper used the DPM detector ffld2; SPEC chooses MTCNN.)
-- Tracking: the track starts on the most confident face (ties: the largest); afterwards a
-  detection is accepted only if it continues the track in position and size, so a second,
-  larger face elsewhere does not steal it.
-- Misses: the last box is held (followed by optical flow where possible) for
-  `max_hold_frames` frames after a failed detection, then the frame is marked missing:
-  face_found False, box NaN, a black crop. Frames are never dropped, so the timeline stays
-  aligned with per-frame labels.
+- Reading: `probe_video` / `read_frames` (OpenCV's FFmpeg backend). Every decoded frame of
+  `[start, end)` is yielded with its timestamp `index / fps`; anything unusable (missing,
+  empty, not a video, truncated or corrupt, no frames, a segment outside the video) raises
+  `VideoError`, which names the file and the reason.
+- Detection: MTCNN (the `mtcnn` package ships its weights and runs offline; the paper used
+  the DPM detector ffld2, SPEC chooses MTCNN) behind a small `Detector` protocol. It can run
+  on a downscaled frame (`detection_scale`) and only every `detect_every` frames; in
+  between, Lucas-Kanade optical flow of corner points inside the box follows the face
+  (translation and scale, RANSAC-fitted), and a failure of the flow triggers the detector
+  at once.
+- Tracking: the track starts on the largest confident face; afterwards a detection is
+  accepted only if it continues the track in position and size, so a second, larger face
+  elsewhere does not steal it. After a loss the new track prefers the face that looks most
+  like the last target.
+- Misses: when the detector runs and does not find the target, the last box is held
+  (followed by the flow where it is reliable) for `max_hold_frames` frames, then frames are
+  marked missing: face_found False, box NaN, a black crop. Frames are never dropped, so the
+  timeline stays aligned with per-frame labels.
 - Crops: a square around the box centre, side (1 + 2 margin) x the box's larger side,
-  padded with black outside the frame, resized to `crop_size` (INTER_AREA).
+  padded with black outside the frame, resized to `crop_size`.
+
+`FaceTracker` is streaming (constant memory), `iter_faces` streams a whole video through it,
+and `process_video` collects the result into a `FaceTrack`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from typing import Iterator, Protocol
+import threading
+from typing import Iterator, NamedTuple, Protocol
 
-import cv2
-import numpy as np
+# FFmpeg's own decoder warnings (hundreds of lines for a corrupt file) would drown the one
+# clear VideoError; this must be set before OpenCV opens its first capture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 
+# MTCNN's image pyramid starts at a 20-pixel face by default (see MTCNNDetector).
+_MTCNN_DEFAULT_MIN_FACE = 20
+
 
 class VideoError(Exception):
-  """A video that cannot be used; names the file and the reason."""
+  """A video that cannot be used; `str()` names the file and the reason."""
 
   def __init__(self, path: str, reason: str):
     super().__init__(f"{path}: {reason}")
-    self.path = path
+    self.path = str(path)
     self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
 class FaceConfig:
-  """Detection, tracking and cropping settings."""
+  """Detection, tracking and cropping settings.
+
+  The defaults are the speed/accuracy point chosen with `data_prep/bench_faces.py` (about
+  real time for 640x360 video on two CPU cores, box IoU >= 0.8 against per-frame
+  full-resolution detection); `FULL_DETECTION` is the slow reference.
+  """
 
   # Paper Sec. III-C: face crops resized to 96x96x3.
   crop_size: int = 96
   # Fraction of the box's larger side added on each side before cropping.
   margin: float = 0.1
-  # Frames the last box is held after a failed detection before the frame counts as missing.
+  # Frames the last box is held after failed detections before frames count as missing.
   max_hold_frames: int = 5
   # Run the detector every k frames and follow the face with optical flow in between.
-  detect_every: int = 5
-  # Downscale factor of the frame given to the detector (1.0 = full resolution).
+  detect_every: int = 10
+  # Downscale factor of the frame given to the detector (1.0 = full resolution). MTCNN's
+  # smallest face is 20 px in the image it sees, i.e. 20 / detection_scale source pixels.
   detection_scale: float = 0.5
-  # Smallest face the detector looks for, in full-resolution pixels.
+  # While no face is tracked, run the detector every k frames: faster through long
+  # stretches without a face, but a returning face can be found up to k - 1 frames late.
+  search_every: int = 1
+  # Smallest face accepted, in source pixels.
   min_face_size: int = 24
   # Detections below this confidence are ignored.
   min_confidence: float = 0.9
@@ -60,17 +88,36 @@ class FaceConfig:
   # track's box size and its size changed by less than this factor.
   max_center_jump: float = 0.6
   max_size_ratio: float = 1.8
+  # Optical flow: the box follows the points only if at least this many survive the
+  # forward-backward check and the RANSAC fit; otherwise the detector runs at once.
+  min_flow_points: int = 8
+  # Largest change of box size per frame the flow may report before it counts as failed.
+  max_flow_scale_change: float = 0.2
+
+  def __post_init__(self):
+    checks = {
+        "crop_size": self.crop_size >= 1, "margin": self.margin >= 0,
+        "max_hold_frames": self.max_hold_frames >= 0, "detect_every": self.detect_every >= 1,
+        "detection_scale": 0 < self.detection_scale <= 1, "search_every": self.search_every >= 1,
+        "min_face_size": self.min_face_size >= 1, "min_confidence": 0 <= self.min_confidence <= 1,
+        "max_center_jump": self.max_center_jump > 0, "max_size_ratio": self.max_size_ratio >= 1,
+        "min_flow_points": self.min_flow_points >= 3, "max_flow_scale_change": self.max_flow_scale_change > 0,
+    }
+    bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
+    if bad:
+      raise ValueError(f"invalid FaceConfig: {', '.join(bad)}")
 
 
-FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0)
+# The reference: the detector on every full-resolution frame, no optical flow.
+FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0, search_every=1)
 
 
 @dataclasses.dataclass
 class FaceTrack:
-  """Per-frame result of a whole video (or a [start, end) segment of it)."""
+  """Per-frame result of a whole video (or of a [start, end) segment of it)."""
 
   crops: np.ndarray  # uint8 [T, S, S, 3] RGB; zeros where no face
-  face_found: np.ndarray  # bool [T]
+  face_found: np.ndarray  # bool [T]: detected, followed or held
   detected: np.ndarray  # bool [T]: the detector itself fired on the target
   boxes: np.ndarray  # float32 [T, 4] x0, y0, x1, y1 in source pixels; NaN where no face
   timestamps: np.ndarray  # float64 [T] seconds from the start of the file
@@ -78,38 +125,131 @@ class FaceTrack:
   frame_size: tuple[int, int]  # (width, height)
 
 
+class FaceFrame(NamedTuple):
+  """One frame's result from `iter_faces`."""
+
+  timestamp: float
+  face_found: bool
+  detected: bool
+  box: np.ndarray  # float32 [4], NaN where no face
+  crop: np.ndarray  # uint8 [S, S, 3]
+
+
 class Detector(Protocol):
+  """What the tracker needs from a face detector."""
 
   def detect(self, frame_rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """Boxes (x0, y0, x1, y1) in the given frame's pixels, with scores."""
+    """Returns boxes (x0, y0, x1, y1) in the given frame's pixels, with scores."""
 
 
+# ------------------------------------------------------------------------------- detection
 class MTCNNDetector:
-  """MTCNN from the `mtcnn` package; the model loads on first use."""
+  """MTCNN from the `mtcnn` package; the networks load on first use, once per process.
 
-  def __init__(self, min_face_size: int = 24, min_confidence: float = 0.9):
-    self.min_face_size = min_face_size
-    self.min_confidence = min_confidence
-    self._mtcnn = None
+  mtcnn 1.0 sizes its image pyramid for a 20-pixel minimum face whatever `min_face_size`
+  says, so larger values make it miss every face; here a larger minimum face shrinks the
+  image instead (same search, and faster), a smaller one is passed through.
+  """
+
+  _lock = threading.Lock()
+  _shared = None  # the loaded mtcnn.MTCNN, shared by every instance of this process
+
+  def __init__(self, min_face_size: int = _MTCNN_DEFAULT_MIN_FACE, min_confidence: float = 0.9):
+    self.min_face_size = int(min_face_size)
+    self.min_confidence = float(min_confidence)
+
+  @classmethod
+  def _model(cls):
+    with cls._lock:
+      if cls._shared is None:
+        from mtcnn import MTCNN  # Lazy: importing TensorFlow and loading the nets takes seconds.
+
+        model = MTCNN()
+        _compile_stages(model)
+        cls._shared = model
+    return cls._shared
 
   def detect(self, frame_rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    if self._mtcnn is None:
-      from mtcnn import MTCNN  # Lazy: loading the networks costs seconds.
-
-      self._mtcnn = MTCNN()
-    # The package's own image pyramid (its default minimum face of 20 px); mtcnn 1.0 misses
-    # faces with some other min_face_size values, so small boxes are filtered here instead.
-    faces = self._mtcnn.detect_faces(np.ascontiguousarray(frame_rgb), box_format="xyxy")
+    """Faces in an RGB uint8 frame: [(box x0, y0, x1, y1 in frame pixels, confidence)]."""
+    image = np.ascontiguousarray(frame_rgb)
+    shrink = 1.0
+    kwargs = {}
+    if self.min_face_size > _MTCNN_DEFAULT_MIN_FACE:
+      shrink = _MTCNN_DEFAULT_MIN_FACE / self.min_face_size
+      h, w = image.shape[:2]
+      size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
+      image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    else:
+      kwargs["min_face_size"] = self.min_face_size
+    if min(image.shape[:2]) < 12:  # below one MTCNN window: nothing to find
+      return []
+    faces = self._model().detect_faces(image, box_format="xyxy", **kwargs)
     out = []
-    for f in faces:
-      box = np.asarray(f["box"], np.float64)
-      if f["confidence"] >= self.min_confidence and max(box[2] - box[0], box[3] - box[1]) >= self.min_face_size:
-        out.append((box, float(f["confidence"])))
+    for face in faces:
+      box = np.asarray(face["box"], np.float64) / shrink
+      # The pyramid's smallest face is approximate; the size asked for is not.
+      if face["confidence"] >= self.min_confidence and _size(box) >= self.min_face_size:
+        out.append((box, float(face["confidence"])))
     return out
 
 
+def default_detector(config: FaceConfig) -> MTCNNDetector:
+  """The MTCNN detector for a config (cheap: the networks are shared by the process).
+
+  It sees frames already downscaled by `config.detection_scale`. Faces below 20 px there
+  are out of MTCNN's reach at the default pyramid; asking it for smaller ones would
+  upsample the frame and undo the downscaling, so the minimum is never below 20.
+  """
+  min_face = max(_MTCNN_DEFAULT_MIN_FACE, int(config.min_face_size * config.detection_scale))
+  return MTCNNDetector(min_face, config.min_confidence)
+
+
+def _compile_stages(model) -> None:
+  """Runs MTCNN's three networks as TensorFlow graphs instead of eager Keras calls.
+
+  The package calls each Keras model eagerly, once per pyramid scale; the per-call
+  overhead, not the arithmetic, dominates on small frames (measured: 640x360 120 -> 50 ms,
+  213x120 51 -> 16 ms, identical boxes). One input signature with free spatial and batch
+  dimensions gives one graph per network. Should a later mtcnn lay out its stages
+  differently, the eager models stay in place.
+  """
+  import tensorflow as tf
+
+  for stage in getattr(model, "stages", []):
+    net = getattr(stage, "_model", None)
+    if net is None or isinstance(net, tf.types.experimental.GenericFunction):
+      continue
+    stage._model = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+
+
+# -------------------------------------------------------------------------------- video I/O
+def _describe_unopenable(path: str) -> str:
+  with open(path, "rb") as f:
+    head = f.read(512)
+  if b"\0" not in head:
+    try:
+      head.decode("utf-8")
+      return "not a video: the file holds text"
+    except UnicodeDecodeError:
+      pass
+  return "not a readable video (OpenCV/FFmpeg cannot open it: corrupt, truncated or not a video)"
+
+
 def probe_video(path: str) -> dict:
-  """fps, frame count and size of a video; raises VideoError for anything unusable."""
+  """Frame rate, frame count and size of a video.
+
+  Args:
+    path: the video file.
+
+  Returns:
+    dict with `fps` (float), `num_frames` (int, from the container; 0 where it says
+    nothing), `width`, `height` and `duration` (seconds; None where unknown).
+
+  Raises:
+    VideoError: the file is missing, empty, a directory, not a video, has no decodable
+      frame or no valid frame rate.
+  """
+  path = os.fspath(path)
   if not os.path.exists(path):
     raise VideoError(path, "file not found")
   if os.path.isdir(path):
@@ -119,173 +259,353 @@ def probe_video(path: str) -> dict:
   cap = cv2.VideoCapture(path)
   try:
     if not cap.isOpened():
-      raise VideoError(path, "not a readable video (OpenCV cannot open it: corrupt, truncated or not a video)")
+      raise VideoError(path, _describe_unopenable(path))
     fps = cap.get(cv2.CAP_PROP_FPS)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     ok, _ = cap.read()
     if not ok:
       raise VideoError(path, "no decodable frames (corrupt or truncated video)")
   finally:
     cap.release()
-  if not fps or not np.isfinite(fps) or fps <= 0:
+  if not fps or not math.isfinite(fps) or fps <= 0:
     raise VideoError(path, f"invalid frame rate {fps}")
-  return {"fps": float(fps), "num_frames": count, "width": width, "height": height}
+  return {"fps": float(fps), "num_frames": count, "width": width, "height": height,
+          "duration": count / fps if count else None}
+
+
+def _frame_range(path: str, info: dict, start: float | None, end: float | None) -> tuple[int, int | None]:
+  """First frame index and the index past the last (None: to the end) of [start, end)."""
+  fps, duration = info["fps"], info["duration"]
+  if start is not None and (not math.isfinite(start) or start < 0):
+    raise VideoError(path, f"start {start} s is outside the video (negative or not a number)")
+  if end is not None and not math.isfinite(end):
+    raise VideoError(path, f"end {end} s is not a number")
+  if start is not None and end is not None and end <= start:
+    raise VideoError(path, f"end {end} <= start {start}")
+  if duration is not None:
+    if start is not None and start >= duration:
+      raise VideoError(path, f"start {start:.3f} s is past the end of the video ({duration:.3f} s)")
+    # Two frame periods of slack: cut points are rounded to frames and containers' stated
+    # durations are rounded too.
+    if end is not None and end > duration + 2.0 / fps + 1e-6:
+      raise VideoError(path, f"end {end:.3f} s is past the end of the video ({duration:.3f} s)")
+  first = int(math.ceil(start * fps - 1e-6)) if start else 0
+  stop = int(math.ceil(end * fps - 1e-6)) if end is not None else None
+  return first, stop
 
 
 def read_frames(path: str, start: float | None = None, end: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
-  """(timestamp, RGB frame) of every decoded frame with start <= t < end (seconds)."""
+  """Decodes the frames of `[start, end)`.
+
+  Args:
+    path: the video file.
+    start: first second to read (None: the beginning).
+    end: the second where reading stops, exclusive (None: the end).
+
+  Yields:
+    (timestamp in seconds from the start of the file = frame index / fps, RGB uint8 frame).
+
+  Raises:
+    VideoError: see `probe_video`; also a segment outside the video, `end <= start`, a
+      segment without frames, and decoding that stops well before the frame count the
+      container states (a truncated or corrupt file), the last after the decoded frames.
+  """
+  path = os.fspath(path)
   info = probe_video(path)
   fps = info["fps"]
-  duration = info["num_frames"] / fps if info["num_frames"] > 0 else None
-  if start is not None and end is not None and end <= start:
-    raise VideoError(path, f"end {end} <= start {start}")
-  if start is not None and duration is not None and start >= duration:
-    raise VideoError(path, f"start {start:.3f} s is past the end of the video ({duration:.3f} s)")
+  first, stop = _frame_range(path, info, start, end)
+  if info["num_frames"]:
+    stop = info["num_frames"] if stop is None else min(stop, info["num_frames"])
   cap = cv2.VideoCapture(path)
+  index = 0
   try:
-    index = 0
-    if start:
-      index = int(np.ceil(start * fps - 1e-6))
-      cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-    while True:
+    if first:
+      # FFmpeg seeks to the key frame before and decodes forward; if the container does
+      # not allow seeking, frames are decoded and skipped instead.
+      if not cap.set(cv2.CAP_PROP_POS_FRAMES, first) or int(cap.get(cv2.CAP_PROP_POS_FRAMES)) != first:
+        cap.release()
+        cap = cv2.VideoCapture(path)
+        while index < first and cap.grab():
+          index += 1
+      index = first
+    while stop is None or index < stop:
       ok, frame = cap.read()
       if not ok:
         break
-      t = index / fps
-      if end is not None and t >= end - 1e-9:
-        break
-      yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+      yield index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
       index += 1
   finally:
     cap.release()
+  if index == first:
+    raise VideoError(path, f"no decodable frames between {start} and {end} s")
+  if stop is not None and info["num_frames"] and index < stop - 1 - 0.01 * (stop - first):
+    raise VideoError(path, f"decoding stopped at frame {index} of {stop} (truncated or corrupt video)")
 
 
+# ------------------------------------------------------------------------------------ crops
 def crop_face(frame_rgb: np.ndarray, box, crop_size: int = 96, margin: float = 0.1) -> np.ndarray:
-  """Square crop around the box centre, padded with black outside the frame, resized."""
-  x0, y0, x1, y1 = [float(v) for v in box]
+  """Square crop around a face box, black outside the frame, resized.
+
+  Args:
+    frame_rgb: uint8 [H, W, 3] frame.
+    box: x0, y0, x1, y1 in frame pixels (may reach outside the frame).
+    crop_size: output side in pixels.
+    margin: fraction of the box's larger side added on each side.
+
+  Returns:
+    uint8 [crop_size, crop_size, 3].
+  """
+  x0, y0, x1, y1 = (float(v) for v in box)
   side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-  cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-  left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
   size = max(1, int(round(side)))
+  left = int(round((x0 + x1) / 2 - size / 2))
+  top = int(round((y0 + y1) / 2 - size / 2))
   h, w = frame_rgb.shape[:2]
-  pad = max(0, -left, -top, left + size - w, top + size - h)
-  src = frame_rgb if pad == 0 else cv2.copyMakeBorder(frame_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-  patch = src[top + pad:top + pad + size, left + pad:left + pad + size]
+  # Copy only the part inside the frame into a black square: cheaper than padding the
+  # whole frame, and the face stays centred however far the box reaches out.
+  patch = np.zeros((size, size) + frame_rgb.shape[2:], frame_rgb.dtype)
+  sx0, sy0, sx1, sy1 = max(left, 0), max(top, 0), min(left + size, w), min(top + size, h)
+  if sx1 > sx0 and sy1 > sy0:
+    patch[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = frame_rgb[sy0:sy1, sx0:sx1]
+  if size == crop_size:
+    return patch
   interp = cv2.INTER_AREA if size > crop_size else cv2.INTER_LINEAR
   return cv2.resize(patch, (crop_size, crop_size), interpolation=interp)
 
 
 def box_iou(a, b) -> float:
-  """Intersection over union of two (x0, y0, x1, y1) boxes."""
+  """Intersection over union of two (x0, y0, x1, y1) boxes; 0 where either is NaN."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if np.isnan(a).any() or np.isnan(b).any():
+    return 0.0
   ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
   iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
   inter = ix * iy
   union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-  return inter / union if union > 0 else 0.0
+  return float(inter / union) if union > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------- tracking
+def _size(box) -> float:
+  return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+def _signature(gray: np.ndarray, box) -> np.ndarray | None:
+  """A 16x16 normalised grey patch of the face: enough to tell two faces apart on re-entry."""
+  x0, y0, x1, y1 = (int(round(v)) for v in box)
+  h, w = gray.shape
+  x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+  if x1 - x0 < 4 or y1 - y0 < 4:
+    return None
+  patch = cv2.resize(gray[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+  patch -= patch.mean()
+  norm = np.linalg.norm(patch)
+  return patch / norm if norm > 1e-6 else None
 
 
 class FaceTracker:
-  """Streaming detection + tracking of one target face; constant memory per frame."""
+  """Streaming detection and tracking of one target face; constant memory.
+
+  Call `update` with consecutive frames of one video; `reset` before another video.
+  """
 
   def __init__(self, config: FaceConfig = FaceConfig(), detector: Detector | None = None):
     self.config = config
-    self.detector = detector or MTCNNDetector(max(4, int(config.min_face_size * config.detection_scale)),
-                                              config.min_confidence)
+    self.detector = detector if detector is not None else default_detector(config)
     self.reset()
 
-  def reset(self):
-    self.box = None  # current target box (float [4]) or None
-    self.frame_index = 0
-    self.hold = 0  # frames held since the last failed detection
+  def reset(self) -> None:
+    """Forgets the target (start of a new video)."""
+    self.box = None  # the target's box, float64 [4], or None while no face is tracked
+    self.detected = False  # whether the detector fired on the target in the last frame
+    self.misses = 0  # consecutive detector runs without the target
+    self.detector_runs = 0
+    self._since_detect = 1 << 30  # frames since the detector last ran; the first frame searches
     self._prev_gray = None
+    self._signature = None  # appearance of the target when last detected
 
-  def _detect(self, frame):
-    s = self.config.detection_scale
-    small = frame if s == 1.0 else cv2.resize(frame, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    return [(np.asarray(b, np.float64) / s, score) for b, score in self.detector.detect(small)]
+  # Detection ------------------------------------------------------------------------------
+  def _detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    self.detector_runs += 1
+    c = self.config
+    h, w = frame.shape[:2]
+    if c.detection_scale != 1.0:
+      small = cv2.resize(frame, (max(1, round(w * c.detection_scale)), max(1, round(h * c.detection_scale))),
+                         interpolation=cv2.INTER_AREA)
+      sx, sy = small.shape[1] / w, small.shape[0] / h
+    else:
+      small, sx, sy = frame, 1.0, 1.0
+    out = []
+    for box, score in self.detector.detect(small):
+      box = np.asarray(box, np.float64) / [sx, sy, sx, sy]
+      if score >= c.min_confidence and _size(box) >= c.min_face_size and box[2] > box[0] and box[3] > box[1]:
+        out.append((box, float(score)))
+    return out
 
-  def _choose(self, detections):
-    if not detections:
-      return None
-    if self.box is None:
-      return max(detections, key=lambda d: (d[1], (d[0][2] - d[0][0]) * (d[0][3] - d[0][1])))[0]
-    size = max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+  def _continuation(self, detections):
+    """The detection that continues the current track, or None."""
+    c = self.config
+    size = _size(self.box)
     centre = (self.box[:2] + self.box[2:]) / 2
     best, best_cost = None, np.inf
-    for b, _ in detections:
-      d_size = max(b[2] - b[0], b[3] - b[1])
-      jump = np.linalg.norm((b[:2] + b[2:]) / 2 - centre) / size
-      ratio = max(d_size, size) / max(min(d_size, size), 1e-6)
-      if jump <= self.config.max_center_jump and ratio <= self.config.max_size_ratio:
-        cost = jump + np.log(ratio)
+    for box, _ in detections:
+      jump = float(np.linalg.norm((box[:2] + box[2:]) / 2 - centre)) / size
+      ratio = max(_size(box), size) / max(min(_size(box), size), 1e-6)
+      if jump <= c.max_center_jump and ratio <= c.max_size_ratio:
+        cost = jump + math.log(ratio) + (1.0 - box_iou(box, self.box))
         if cost < best_cost:
-          best, best_cost = b, cost
+          best, best_cost = box, cost
     return best
 
-  def _follow(self, gray):
-    """Moves the box by the median optical flow of corner points inside it."""
-    if self._prev_gray is None or self.box is None:
-      return
-    x0, y0, x1, y1 = np.clip(self.box, 0, [gray.shape[1], gray.shape[0]] * 2).astype(int)
-    if x1 - x0 < 4 or y1 - y0 < 4:
-      return
-    mask = np.zeros_like(gray)
-    mask[y0:y1, x0:x1] = 255
-    points = cv2.goodFeaturesToTrack(self._prev_gray, 40, 0.01, 3, mask=mask)
-    if points is None or len(points) < 4:
-      return
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, points, None, winSize=(15, 15), maxLevel=2)
-    good = status.reshape(-1) == 1
-    if good.sum() >= 4:
-      shift = np.median((moved - points).reshape(-1, 2)[good], axis=0)
-      self.box = self.box + np.array([shift[0], shift[1], shift[0], shift[1]])
+  def _new_target(self, detections, gray):
+    """Starts a track: the largest confident face, or the one most like the last target."""
+    if not detections:
+      return None
+    if self._signature is not None and len(detections) > 1:
+      similarity = []
+      for box, _ in detections:
+        sig = _signature(gray, box)
+        similarity.append(-1.0 if sig is None else float(sig @ self._signature))
+      return detections[int(np.argmax(similarity))][0]
+    return max(detections, key=lambda d: (box_area(d[0]) * d[1]))[0]
 
-  def update(self, frame_rgb: np.ndarray) -> tuple[bool, bool, np.ndarray, np.ndarray]:
-    """Processes one frame: (face_found, detected, box or NaN [4], crop uint8 [S, S, 3])."""
+  # Following ------------------------------------------------------------------------------
+  def _follow(self, prev: np.ndarray, gray: np.ndarray):
+    """The box moved with the optical flow of corner points inside it; None if unreliable."""
+    c = self.config
+    h, w = gray.shape
+    box = self.box
+    size = _size(box)
+    # Work on a window around the box only: the face moves less than its size per frame.
+    wx0, wy0 = int(max(0, box[0] - size)), int(max(0, box[1] - size))
+    wx1, wy1 = int(min(w, box[2] + size)), int(min(h, box[3] + size))
+    bx0, by0 = int(max(box[0], 0)) - wx0, int(max(box[1], 0)) - wy0
+    bx1, by1 = int(min(box[2], w)) - wx0, int(min(box[3], h)) - wy0
+    if bx1 - bx0 < 8 or by1 - by0 < 8:
+      return None
+    prev_win, cur_win = prev[wy0:wy1, wx0:wx1], gray[wy0:wy1, wx0:wx1]
+    mask = np.zeros_like(prev_win)
+    mask[by0:by1, bx0:bx1] = 255
+    spacing = max(3, int(size / 12))
+    points = cv2.goodFeaturesToTrack(prev_win, 60, 0.01, spacing, mask=mask)
+    if points is None or len(points) < c.min_flow_points:
+      return None
+    win = (15, 15)
+    moved, st1, _ = cv2.calcOpticalFlowPyrLK(prev_win, cur_win, points, None, winSize=win, maxLevel=3)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(cur_win, prev_win, moved, None, winSize=win, maxLevel=3)
+    fb_error = np.linalg.norm((back - points).reshape(-1, 2), axis=1)
+    good = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb_error < 1.0)
+    if good.sum() < c.min_flow_points:
+      return None
+    src, dst = points.reshape(-1, 2)[good], moved.reshape(-1, 2)[good]
+    matrix, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5)
+    if matrix is None or inliers.sum() < c.min_flow_points:
+      return None
+    scale = math.hypot(matrix[0, 0], matrix[1, 0])
+    if abs(scale - 1.0) > c.max_flow_scale_change:
+      return None
+    cx, cy = (box[0] + box[2]) / 2 - wx0, (box[1] + box[3]) / 2 - wy0
+    ncx, ncy = matrix @ np.array([cx, cy, 1.0])
+    half_w, half_h = (box[2] - box[0]) / 2 * scale, (box[3] - box[1]) / 2 * scale
+    return np.array([ncx - half_w + wx0, ncy - half_h + wy0, ncx + half_w + wx0, ncy + half_h + wy0])
+
+  # One frame ------------------------------------------------------------------------------
+  def update(self, frame_rgb: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+    """Processes the next frame.
+
+    Args:
+      frame_rgb: uint8 [H, W, 3] RGB frame.
+
+    Returns:
+      (face_found, box float32 [4] x0, y0, x1, y1 or NaN, crop uint8 [S, S, 3], black
+      where no face). `self.detected` tells whether the detector itself fired on the target.
+    """
     c = self.config
     gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
-    lost = self.box is None or self.hold > 0
-    detected = False
-    if lost or self.frame_index % c.detect_every == 0:
-      target = self._choose(self._detect(frame_rgb))
-      if target is not None:
-        self.box, self.hold, detected = target, 0, True
-      elif self.box is not None:
-        self.hold += 1
-        self._follow(gray)
-        if self.hold > c.max_hold_frames:
-          self.box = None
-    else:
-      self._follow(gray)
-    self._prev_gray = gray
-    self.frame_index += 1
+    prev, self._prev_gray = self._prev_gray, gray
+    if prev is not None and prev.shape != gray.shape:
+      prev = None
+    followed = None
+    if self.box is not None and prev is not None:
+      followed = self._follow(prev, gray)
+      if followed is not None:
+        self.box = followed
+    self._since_detect += 1
     if self.box is None:
-      return False, False, np.full(4, np.nan, np.float32), np.zeros((c.crop_size, c.crop_size, 3), np.uint8)
-    crop = crop_face(frame_rgb, self.box, c.crop_size, c.margin)
-    return True, detected, self.box.astype(np.float32), crop
+      run = self._since_detect >= c.search_every
+    else:
+      # Also when the flow fails: the face has likely turned, been covered or left.
+      run = self.misses > 0 or self._since_detect >= c.detect_every or followed is None
+    self.detected = False
+    if run:
+      self._since_detect = 0
+      detections = self._detect(frame_rgb)
+      target = self._continuation(detections) if self.box is not None else self._new_target(detections, gray)
+      if target is not None:
+        self.box, self.misses, self.detected = target, 0, True
+        self._signature = _signature(gray, target)
+      elif self.box is not None:
+        self.misses += 1
+        if self.misses > c.max_hold_frames:
+          self.box, self.misses = None, 0
+    if self.box is None:
+      return False, np.full(4, np.nan, np.float32), np.zeros((c.crop_size, c.crop_size, 3), np.uint8)
+    return True, self.box.astype(np.float32), crop_face(frame_rgb, self.box, c.crop_size, c.margin)
+
+
+def box_area(box) -> float:
+  """Area of an (x0, y0, x1, y1) box."""
+  return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
+
+
+# ---------------------------------------------------------------------------- whole videos
+def iter_faces(path: str, config: FaceConfig = FaceConfig(), detector: Detector | None = None,
+               start: float | None = None, end: float | None = None) -> Iterator[FaceFrame]:
+  """Streams `read_frames` through a `FaceTracker`: one `FaceFrame` per decoded frame.
+
+  Args and errors as in `process_video`; memory stays constant however long the video.
+  """
+  tracker = FaceTracker(config, detector)
+  for t, frame in read_frames(path, start, end):
+    found, box, crop = tracker.update(frame)
+    yield FaceFrame(t, found, tracker.detected, box, crop)
 
 
 def process_video(path: str, config: FaceConfig = FaceConfig(), detector: Detector | None = None,
                   start: float | None = None, end: float | None = None, progress: bool = False) -> FaceTrack:
-  """Detects, tracks and crops the target face in every frame of [start, end)."""
+  """Detects, tracks and crops the target face in every frame of `[start, end)`.
+
+  Args:
+    path: the video file.
+    config: detection, tracking and crop settings.
+    detector: a `Detector`; None: MTCNN (shared by every call in this process).
+    start: first second (None: the beginning).
+    end: the second where processing stops, exclusive (None: the end).
+    progress: show a tqdm bar.
+
+  Returns:
+    A `FaceTrack` with one entry per decoded frame (never fewer: frames without a face are
+    marked, not dropped).
+
+  Raises:
+    VideoError: the file or the segment cannot be used; names the file and the reason.
+  """
+  path = os.fspath(path)
   info = probe_video(path)
-  tracker = FaceTracker(config, detector)
-  crops, found, det, boxes, times = [], [], [], [], []
-  frames = read_frames(path, start, end)
+  frames = iter_faces(path, config, detector, start, end)
   if progress:
     from tqdm import tqdm
 
-    frames = tqdm(frames, desc=os.path.basename(path), unit="frame", leave=False)
-  for t, frame in frames:
-    f, d, b, crop = tracker.update(frame)
-    found.append(f)
-    det.append(d)
-    boxes.append(b)
-    crops.append(crop)
-    times.append(t)
-  if not crops:
-    raise VideoError(path, f"no frames between {start} and {end} s")
-  return FaceTrack(crops=np.stack(crops), face_found=np.array(found), detected=np.array(det),
-                   boxes=np.stack(boxes).astype(np.float32), timestamps=np.array(times), fps=info["fps"],
-                   frame_size=(info["width"], info["height"]))
+    first, stop = _frame_range(path, info, start, end)
+    total = (min(stop, info["num_frames"]) if stop is not None else info["num_frames"]) - first
+    frames = tqdm(frames, desc=os.path.basename(path), unit="frame", total=total or None, leave=False)
+  items = list(frames)
+  return FaceTrack(
+      crops=np.stack([f.crop for f in items]),
+      face_found=np.array([f.face_found for f in items], bool),
+      detected=np.array([f.detected for f in items], bool),
+      boxes=np.stack([f.box for f in items]).astype(np.float32),
+      timestamps=np.array([f.timestamp for f in items], np.float64),
+      fps=info["fps"],
+      frame_size=(info["width"], info["height"]))

@@ -1,0 +1,235 @@
+"""Throughput and accuracy of the face pipeline's speed settings (issue 3, item 5).
+
+Writes a 640x360 test video with a real face (scikit-image's astronaut photo) moving and
+changing size over a panning background, leaving the picture twice (once walking out,
+once cut away), then runs the whole per-frame pipeline for several settings: decode,
+detect, track, crop and JPEG-encode the crop. For each it reports frames/s and the mean
+box IoU against per-frame full-resolution detection (the reference) and against the true
+pasted box.
+
+  python data_prep/bench_faces.py
+  python data_prep/bench_faces.py --frames=150 --settings=1@1.0,10@0.5
+
+Timings on a shared machine are noisy; `--repeat` keeps the best of several runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from omg_cnnrnn import faces  # noqa: E402
+
+_FRAMES = flags.DEFINE_integer("frames", 300, "Frames of the test video.")
+_FPS = flags.DEFINE_float("fps", 30.0, "Frame rate of the test video.")
+_SETTINGS = flags.DEFINE_list(
+    "settings", ["1@1.0", "1@0.5", "1@0.33", "5@1.0", "10@1.0", "15@1.0", "5@0.5", "10@0.5", "15@0.5",
+                 "5@0.33", "10@0.33", "15@0.33", "default"],
+    "Settings to run, each `detect_every@detection_scale` or `default` (FaceConfig()). "
+    "`1@1.0` is the reference and always runs first.")
+_REPEAT = flags.DEFINE_integer("repeat", 1, "Runs per setting; the fastest counts.")
+_VIDEO = flags.DEFINE_string("keep_video", None, "Also save the test video here.")
+
+WIDTH, HEIGHT = 640, 360
+# The face in skimage.data.astronaut() (512x512), as MTCNN finds it at full resolution.
+ASTRONAUT_FACE = (182.0, 64.0, 265.0, 171.0)
+# The part of the photo pasted into the scene (face, hair, collar), and the face inside it.
+_PATCH = (130, 20, 320, 240)
+
+
+def _astronaut_patch():
+  """The pasted patch (RGB) and an elliptical, feathered alpha mask for it."""
+  from skimage import data
+
+  x0, y0, x1, y1 = _PATCH
+  patch = data.astronaut()[y0:y1, x0:x1]
+  h, w = patch.shape[:2]
+  yy, xx = np.mgrid[:h, :w]
+  r = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+  alpha = np.clip((1.0 - r) / 0.15, 0.0, 1.0).astype(np.float32)
+  face = np.array(ASTRONAUT_FACE) - [x0, y0, x0, y0]
+  return patch, alpha, face
+
+
+@dataclasses.dataclass
+class Scene:
+  """The test video's frames and the true face box per frame (NaN: no face)."""
+
+  frames: list
+  boxes: np.ndarray  # float [T, 4]
+  inside: np.ndarray  # bool [T]: the face is wholly inside the frame
+
+
+def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, seed: int = 0) -> Scene:
+  """A real face moving, scaling and changing brightness over a panning background.
+
+  The face walks out of the picture on the right around 35-40% of the video, comes back,
+  and is cut away for 20 frames around 70%.
+
+  Args:
+    num_frames: length of the video.
+    width: frame width.
+    height: frame height.
+    seed: background texture seed.
+
+  Returns:
+    A Scene.
+  """
+  from skimage import data
+
+  patch, alpha, face = _astronaut_patch()
+  rng = np.random.default_rng(seed)
+  # A wide background (coffee photo plus noise) panned slowly: camera motion for the flow.
+  back = cv2.resize(data.coffee(), (width + 200, height + 60), interpolation=cv2.INTER_AREA).astype(np.int16)
+  back = np.clip(back + rng.integers(-12, 13, back.shape), 0, 255).astype(np.uint8)
+  frames, boxes, inside = [], [], []
+  exit_start, exit_end = int(0.33 * num_frames), int(0.45 * num_frames)  # walks out, comes back
+  cut_start, cut_end = int(0.70 * num_frames), int(0.70 * num_frames) + 20
+  for i in range(num_frames):
+    u = i / max(num_frames - 1, 1)
+    pan = int(100 + 100 * np.sin(2 * np.pi * u))
+    frame = back[30 + int(20 * np.sin(6 * u)):, pan:][:height, :width].copy()
+    scale = 0.85 + 0.3 * np.sin(2 * np.pi * 1.5 * u)  # face 59..123 px tall
+    cx = width / 2 + 0.3 * width * np.sin(2 * np.pi * 2 * u)
+    cy = height / 2 + 0.12 * height * np.sin(2 * np.pi * 3 * u + 1.0)
+    if exit_start <= i < exit_end:  # out to the right and back in
+      v = (i - exit_start) / (exit_end - exit_start)
+      cx += (width * 0.9) * np.sin(np.pi * v)
+    gain = 0.85 + 0.2 * np.sin(2 * np.pi * 2.5 * u)
+    box = np.full(4, np.nan)
+    if not cut_start <= i < cut_end:
+      box = _paste(frame, patch, alpha, face, (cx, cy), scale, gain)
+    frames.append(frame)
+    boxes.append(box)
+    inside.append(not np.isnan(box).any() and box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height)
+  return Scene(frames, np.array(boxes), np.array(inside))
+
+
+def _paste(frame, patch, alpha, face, centre, scale, gain):
+  """Pastes the patch scaled so the face box's centre lands at `centre`; returns the box.
+
+  Returns NaN when no part of the face lies inside the frame.
+  """
+  h, w = frame.shape[:2]
+  ph, pw = int(round(patch.shape[0] * scale)), int(round(patch.shape[1] * scale))
+  sx, sy = pw / patch.shape[1], ph / patch.shape[0]
+  img = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32) * gain
+  a = cv2.resize(alpha, (pw, ph), interpolation=cv2.INTER_LINEAR)[..., None]
+  fx, fy = (face[0] + face[2]) / 2 * sx, (face[1] + face[3]) / 2 * sy
+  left, top = int(round(centre[0] - fx)), int(round(centre[1] - fy))
+  box = np.array([face[0] * sx + left, face[1] * sy + top, face[2] * sx + left, face[3] * sy + top])
+  x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + pw, w), min(top + ph, h)
+  if x1 > x0 and y1 > y0:
+    src = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    frame[y0:y1, x0:x1] = np.clip(region * (1 - a[src]) + img[src] * a[src], 0, 255).astype(np.uint8)
+  if box[2] <= 0 or box[0] >= w or box[3] <= 0 or box[1] >= h:
+    return np.full(4, np.nan)
+  return box
+
+
+def write_video(path: str, frames, fps: float) -> None:
+  """Writes RGB frames as an mp4 (MPEG-4 part 2, what OpenCV can always write)."""
+  h, w = frames[0].shape[:2]
+  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+  for frame in frames:
+    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  writer.release()
+
+
+def parse_setting(text: str) -> faces.FaceConfig:
+  """`k@s` -> FaceConfig(detect_every=k, detection_scale=s); `default` -> FaceConfig()."""
+  if text == "default":
+    return faces.FaceConfig()
+  k, s = text.split("@")
+  if int(k) == 1 and float(s) == 1.0:
+    return faces.FULL_DETECTION
+  return dataclasses.replace(faces.FaceConfig(), detect_every=int(k), detection_scale=float(s))
+
+
+def run_pipeline(path: str, config: faces.FaceConfig, detector) -> tuple[float, faces.FaceTrack, int]:
+  """Decode, detect, track, crop and JPEG-encode every frame; (seconds, track, detector runs)."""
+  tracker = faces.FaceTracker(config, detector)
+  found, detected, boxes = [], [], []
+  encoded = 0
+  begin = time.perf_counter()
+  for _, frame in faces.read_frames(path):
+    ok, box, crop = tracker.update(frame)
+    encoded += len(cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1])
+    found.append(ok)
+    detected.append(tracker.detected)
+    boxes.append(box)
+  seconds = time.perf_counter() - begin
+  track = faces.FaceTrack(crops=np.zeros((0,)), face_found=np.array(found), detected=np.array(detected),
+                          boxes=np.array(boxes), timestamps=np.zeros(0), fps=0.0, frame_size=(0, 0))
+  return seconds, track, tracker.detector_runs
+
+
+def mean_iou(boxes: np.ndarray, reference: np.ndarray, where: np.ndarray) -> float:
+  """Mean IoU over the frames `where`; a frame without a box counts 0."""
+  ious = [faces.box_iou(boxes[i], reference[i]) for i in np.flatnonzero(where)]
+  return float(np.mean(ious)) if ious else float("nan")
+
+
+def main(argv):
+  del argv
+  scene = make_scene(_FRAMES.value)
+  fps = _FPS.value
+  with tempfile.TemporaryDirectory() as tmp:
+    path = _VIDEO.value or os.path.join(tmp, "bench.mp4")
+    write_video(path, scene.frames, fps)
+    detector_cache = {}
+    # Warm up every detector input size once: model loading and graph tracing are one-off
+    # costs per process, not per frame.
+    settings = ["1@1.0"] + [s for s in _SETTINGS.value if s != "1@1.0"]
+    configs = {name: parse_setting(name) for name in settings}
+    for config in configs.values():
+      key = (config.detection_scale, config.min_face_size, config.min_confidence)
+      if key not in detector_cache:
+        tracker = faces.FaceTracker(config)
+        detector_cache[key] = tracker.detector
+        for frame in scene.frames[:2]:
+          tracker._detect(frame)  # pylint: disable=protected-access
+    absent = np.isnan(scene.boxes).any(axis=1)
+    print(f"video: {len(scene.frames)} frames {WIDTH}x{HEIGHT} at {fps:g} fps; face wholly inside in "
+          f"{scene.inside.sum()}, absent in {absent.sum()}; {os.cpu_count()} CPU cores (shared: timings are noisy)")
+    header = (f"{'setting':>9} {'frames/s':>9} {'det runs':>8} {'IoU ref':>8} {'IoU true':>8} "
+              f"{'found':>6} {'false':>6}")
+    print(header)
+    reference = None
+    for name in settings:
+      config = configs[name]
+      detector = detector_cache[(config.detection_scale, config.min_face_size, config.min_confidence)]
+      best = None
+      for _ in range(_REPEAT.value):
+        seconds, track, runs = run_pipeline(path, config, detector)
+        best = seconds if best is None else min(best, seconds)
+      if reference is None:
+        reference = track
+      ref_boxes = np.where(reference.detected[:, None], reference.boxes, np.nan)
+      row = dict(setting=name, fps=len(track.face_found) / best, runs=runs,
+                 iou_ref=mean_iou(track.boxes, ref_boxes, reference.detected),
+                 iou_true=mean_iou(track.boxes, scene.boxes, scene.inside),
+                 found=track.face_found[scene.inside].mean(), false=int(track.face_found[absent].sum()))
+      print(f"{name:>9} {row['fps']:9.1f} {runs:8d} {row['iou_ref']:8.3f} {row['iou_true']:8.3f} "
+            f"{row['found']:6.1%} {row['false']:6d}", flush=True)
+    print("\nIoU ref: mean box IoU against the reference's detections (per-frame, full resolution),"
+          "\n  over the frames where it detected a face; a frame without a box counts 0."
+          "\nIoU true: the same against the true pasted face box, over frames where it is wholly inside."
+          "\nfound: share of those frames with a face; false: frames with a face reported while none"
+          "\n  is in the picture (held boxes after the face vanished).")
+    print(f"defaults: {faces.FaceConfig()}")
+
+
+if __name__ == "__main__":
+  app.run(main)
