@@ -43,22 +43,31 @@ _VIDEO = flags.DEFINE_string("keep_video", None, "Also save the test video here.
 WIDTH, HEIGHT = 640, 360
 # The face in skimage.data.astronaut() (512x512), as MTCNN finds it at full resolution.
 ASTRONAUT_FACE = (182.0, 64.0, 265.0, 171.0)
-# The part of the photo pasted into the scene (face, hair, collar), and the face inside it.
+# The part of the photo pasted into the scene (face, hair, collar).
 _PATCH = (130, 20, 320, 240)
+# A second, different person (matplotlib's sample photo of Grace Hopper, 512x600) as a
+# distractor, with her face box as MTCNN finds it and the pasted part.
+HOPPER_FACE = (178.0, 110.0, 351.0, 330.0)
+_HOPPER_PATCH = (110, 30, 420, 430)
 
 
-def _astronaut_patch():
-  """The pasted patch (RGB) and an elliptical, feathered alpha mask for it."""
-  from skimage import data
-
-  x0, y0, x1, y1 = _PATCH
-  patch = data.astronaut()[y0:y1, x0:x1]
+def _patch(image, region, face_box):
+  """A pasted patch (RGB), an elliptical feathered alpha mask, the face box inside it."""
+  x0, y0, x1, y1 = region
+  patch = image[y0:y1, x0:x1]
   h, w = patch.shape[:2]
   yy, xx = np.mgrid[:h, :w]
   r = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
   alpha = np.clip((1.0 - r) / 0.15, 0.0, 1.0).astype(np.float32)
-  face = np.array(ASTRONAUT_FACE) - [x0, y0, x0, y0]
-  return patch, alpha, face
+  return patch, alpha, np.array(face_box) - [x0, y0, x0, y0]
+
+
+def _hopper():
+  import matplotlib
+
+  path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+  image = cv2.imread(path)
+  return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @dataclasses.dataclass
@@ -73,8 +82,10 @@ class Scene:
 def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, seed: int = 0) -> Scene:
   """A real face moving, scaling and changing brightness over a panning background.
 
-  The face walks out of the picture on the right around 35-40% of the video, comes back,
-  and is cut away for 20 frames around 70%.
+  Timeline (fractions of the video): at 20% a 3-frame cut after which the face is ~270 px
+  away, at 33% it jumps back (no gap) and walks out of the picture on the right and back
+  in until 45%; at 70% it is cut away for 20 frames; from 80% to 92% a second, larger
+  face (another person) stands on the right while the target is on the left.
 
   Args:
     num_frames: length of the video.
@@ -87,7 +98,10 @@ def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, 
   """
   from skimage import data
 
-  patch, alpha, face = _astronaut_patch()
+  patch, alpha, face = _patch(data.astronaut(), _PATCH, ASTRONAUT_FACE)
+  hopper = _hopper()
+  if hopper is not None:
+    other = _patch(hopper, _HOPPER_PATCH, HOPPER_FACE)
   rng = np.random.default_rng(seed)
   # A wide background (coffee photo plus noise) panned slowly: camera motion for the flow.
   back = cv2.resize(data.coffee(), (width + 200, height + 60), interpolation=cv2.INTER_AREA).astype(np.int16)
@@ -95,19 +109,24 @@ def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, 
   frames, boxes, inside = [], [], []
   exit_start, exit_end = int(0.33 * num_frames), int(0.45 * num_frames)  # walks out, comes back
   cut_start, cut_end = int(0.70 * num_frames), int(0.70 * num_frames) + 20
+  jump_start, jump_end = int(0.20 * num_frames), int(0.20 * num_frames) + 3  # a short cut, then elsewhere
+  other_start, other_end = int(0.80 * num_frames), int(0.92 * num_frames)
   for i in range(num_frames):
     u = i / max(num_frames - 1, 1)
     pan = int(100 + 100 * np.sin(2 * np.pi * u))
     frame = back[30 + int(20 * np.sin(6 * u)):, pan:][:height, :width].copy()
     scale = 0.85 + 0.3 * np.sin(2 * np.pi * 1.5 * u)  # face 59..123 px tall
-    cx = width / 2 + 0.3 * width * np.sin(2 * np.pi * 2 * u)
+    phase = 0.125 if jump_start <= i < exit_start else 0.0
+    cx = width / 2 + 0.3 * width * np.sin(2 * np.pi * 2 * (u + phase))
     cy = height / 2 + 0.12 * height * np.sin(2 * np.pi * 3 * u + 1.0)
     if exit_start <= i < exit_end:  # out to the right and back in
       v = (i - exit_start) / (exit_end - exit_start)
       cx += (width * 0.9) * np.sin(np.pi * v)
     gain = 0.85 + 0.2 * np.sin(2 * np.pi * 2.5 * u)
     box = np.full(4, np.nan)
-    if not cut_start <= i < cut_end:
+    if hopper is not None and other_start <= i < other_end:
+      _paste(frame, *other, (0.78 * width, 0.5 * height), 0.75, 1.0)  # a 165 px face
+    if not (cut_start <= i < cut_end or jump_start <= i < jump_end):
       box = _paste(frame, patch, alpha, face, (cx, cy), scale, gain)
     frames.append(frame)
     boxes.append(box)

@@ -42,6 +42,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+INITIAL_TARGETS = ("largest", "left", "right", "center")
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 
 # MTCNN's image pyramid starts at a 20-pixel face by default (see MTCNNDetector).
@@ -73,7 +75,7 @@ class FaceConfig:
   # Frames the last box is held after failed detections before frames count as missing.
   max_hold_frames: int = 5
   # Run the detector every k frames and follow the face with optical flow in between.
-  detect_every: int = 10
+  detect_every: int = 5
   # Downscale factor of the frame given to the detector (1.0 = full resolution). MTCNN's
   # smallest face is 20 px in the image it sees, i.e. 20 / detection_scale source pixels.
   detection_scale: float = 0.5
@@ -88,6 +90,14 @@ class FaceConfig:
   # track's box size and its size changed by less than this factor.
   max_center_jump: float = 0.6
   max_size_ratio: float = 1.8
+  # Which face a new track starts on: "largest", "left", "right" or "center" (two-person
+  # videos, e.g. Aff-Wild2's <video>_left / <video>_right annotations).
+  initial_target: str = "largest"
+  # A detection elsewhere whose appearance matches the target this closely (correlation of
+  # normalised 16x16 grey patches; measured: the same face across 0.3-0.8x scale and
+  # 0.7-1.2x brightness >= 0.75, mean 0.92; two different people <= 0.53) is the target
+  # after a jump (a cut), taken at once instead of after the hold. Above 1 disables it.
+  reid_similarity: float = 0.8
   # Optical flow: the box follows the points only if at least this many survive the
   # forward-backward check and the RANSAC fit; otherwise the detector runs at once.
   min_flow_points: int = 8
@@ -101,6 +111,7 @@ class FaceConfig:
         "detection_scale": 0 < self.detection_scale <= 1, "search_every": self.search_every >= 1,
         "min_face_size": self.min_face_size >= 1, "min_confidence": 0 <= self.min_confidence <= 1,
         "max_center_jump": self.max_center_jump > 0, "max_size_ratio": self.max_size_ratio >= 1,
+        "initial_target": self.initial_target in INITIAL_TARGETS,
         "min_flow_points": self.min_flow_points >= 3, "max_flow_scale_change": self.max_flow_scale_change > 0,
     }
     bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
@@ -109,7 +120,9 @@ class FaceConfig:
 
 
 # The reference: the detector on every full-resolution frame, no optical flow.
-FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0, search_every=1)
+FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0)
+# Faster still (see data_prep/bench_faces.py), for faces of at least 20 / 0.33 = 60 px.
+FAST_DETECTION = FaceConfig(detect_every=15, detection_scale=0.33)
 
 
 @dataclasses.dataclass
@@ -458,17 +471,52 @@ class FaceTracker:
           best, best_cost = box, cost
     return best
 
+  def _similarity(self, gray, box) -> float:
+    sig = _signature(gray, box)
+    return -1.0 if sig is None or self._signature is None else float(sig @ self._signature)
+
+  def _reidentified(self, detections, gray):
+    """A detection away from the track that looks like the target (it jumped), or None."""
+    if self._signature is None or not detections:
+      return None
+    similarity = [self._similarity(gray, box) for box, _ in detections]
+    best = int(np.argmax(similarity))
+    return detections[best][0] if similarity[best] >= self.config.reid_similarity else None
+
   def _new_target(self, detections, gray):
-    """Starts a track: the largest confident face, or the one most like the last target."""
+    """Starts a track: a face like the last target, else the one `initial_target` names."""
     if not detections:
       return None
-    if self._signature is not None and len(detections) > 1:
-      similarity = []
-      for box, _ in detections:
-        sig = _signature(gray, box)
-        similarity.append(-1.0 if sig is None else float(sig @ self._signature))
-      return detections[int(np.argmax(similarity))][0]
-    return max(detections, key=lambda d: (box_area(d[0]) * d[1]))[0]
+    again = self._reidentified(detections, gray)
+    if again is not None:
+      return again
+    rule = self.config.initial_target
+    width = gray.shape[1]
+
+    def key(d):
+      box, score = d
+      cx = (box[0] + box[2]) / 2
+      # Area breaks ties between faces on the same side; confidence within equal areas.
+      area = box_area(box) * score
+      if rule == "left":
+        return (-round(cx / width * 4), area)
+      if rule == "right":
+        return (round(cx / width * 4), area)
+      if rule == "center":
+        return (-round(abs(cx - width / 2) / width * 4), area)
+      return (area,)
+
+    return max(detections, key=key)[0]
+
+  def _remember(self, gray, box) -> None:
+    """Keeps a running appearance of the target, robust to one odd frame."""
+    sig = _signature(gray, box)
+    if sig is None:
+      return
+    if self._signature is not None:
+      sig = 0.7 * self._signature + 0.3 * sig
+      sig /= max(np.linalg.norm(sig), 1e-6)
+    self._signature = sig
 
   # Following ------------------------------------------------------------------------------
   def _follow(self, prev: np.ndarray, gray: np.ndarray):
@@ -541,13 +589,21 @@ class FaceTracker:
     if run:
       self._since_detect = 0
       detections = self._detect(frame_rgb)
-      target = self._continuation(detections) if self.box is not None else self._new_target(detections, gray)
+      if self.box is None:
+        target = self._new_target(detections, gray)
+      else:
+        target = self._continuation(detections)
+        if target is None:
+          target = self._reidentified(detections, gray)
       if target is not None:
         self.box, self.misses, self.detected = target, 0, True
-        self._signature = _signature(gray, target)
+        self._remember(gray, target)
       elif self.box is not None:
         self.misses += 1
-        if self.misses > c.max_hold_frames:
+        # A box mostly outside the picture holds no face: the target walked out.
+        h, w = gray.shape
+        visible = box_area(np.clip(self.box, 0, [w, h, w, h])) / max(box_area(self.box), 1e-6)
+        if self.misses > c.max_hold_frames or visible < 0.5:
           self.box, self.misses = None, 0
     if self.box is None:
       return False, np.full(4, np.nan, np.float32), np.zeros((c.crop_size, c.crop_size, 3), np.uint8)

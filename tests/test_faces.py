@@ -20,6 +20,17 @@ def astronaut():
   return data.astronaut()
 
 
+@pytest.fixture(scope="module")
+def hopper():
+  """A second, different person: matplotlib's sample photo of Grace Hopper."""
+  import matplotlib
+
+  image = cv2.imread(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
+  if image is None:
+    pytest.skip("matplotlib's sample_data/grace_hopper.jpg is not installed")
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def background(width=320, height=240, seed=0):
   """A smooth random texture: corners for the optical flow, nothing face-like."""
   rng = np.random.default_rng(seed)
@@ -27,11 +38,11 @@ def background(width=320, height=240, seed=0):
   return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-def paste(frame, photo, centre, scale):
-  """Pastes the astronaut's head so its face box is centred at `centre`; returns the true box."""
-  x0, y0, x1, y1 = PATCH
+def paste(frame, photo, centre, scale, region=PATCH, face_box=FACE):
+  """Pastes a head so its face box is centred at `centre`; returns the true box."""
+  x0, y0, x1, y1 = region
   patch = cv2.resize(photo[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-  face = (FACE - [x0, y0, x0, y0]) * scale
+  face = (np.asarray(face_box) - [x0, y0, x0, y0]) * scale
   left = int(round(centre[0] - (face[0] + face[2]) / 2))
   top = int(round(centre[1] - (face[1] + face[3]) / 2))
   h, w = frame.shape[:2]
@@ -192,11 +203,62 @@ def test_tracker_keeps_a_real_face_when_a_larger_real_face_appears(astronaut):
     assert faces.box_iou(box, truth) > 0.7, (i, box, truth)
 
 
-def test_a_track_starts_on_the_largest_face():
-  small, large = ([10, 10, 40, 45], 0.9999), ([90, 20, 150, 90], 0.95)
-  tracker = faces.FaceTracker(faces.FULL_DETECTION, ScriptedDetector([[small, large]]))
+@pytest.mark.parametrize("rule,expected", [("largest", 1), ("left", 0), ("right", 1), ("center", 2)])
+def test_a_track_starts_on_the_face_initial_target_names(rule, expected):
+  # Frame 160 px wide: a small face on the left, a large one on the right, one in the middle.
+  candidates = [([5, 10, 35, 45], 0.9999), ([110, 20, 158, 90], 0.95), ([65, 30, 95, 65], 0.99)]
+  config = dataclasses.replace(faces.FULL_DETECTION, initial_target=rule)
+  tracker = faces.FaceTracker(config, ScriptedDetector([candidates]))
   _, box, _ = tracker.update(_blank(1)[0])
-  np.testing.assert_allclose(box, large[0])
+  np.testing.assert_allclose(box, candidates[expected][0])
+
+
+def _jump_video(photo, jumper, gap):
+  """3 frames of the astronaut on the left, `gap` empty frames, then `jumper` on the right."""
+  frames, truths = [], []
+  for i in range(3 + gap + 3):
+    frame = background(320, 240, seed=i)
+    truth = None
+    if i < 3:
+      truth = paste(frame, photo, (70 + 2 * i, 110), 0.5)
+    elif i >= 3 + gap:
+      truth = paste(frame, jumper[0], (240, 130), *jumper[1:]) if jumper else None
+    frames.append(frame)
+    truths.append(truth)
+  return frames, truths
+
+
+def test_the_target_is_taken_at_once_where_it_reappears_after_a_cut(astronaut):
+  frames, truths = _jump_video(astronaut, (astronaut, 0.55), gap=2)
+  for reid, first_after in ((0.8, True), (1.1, False)):
+    config = dataclasses.replace(faces.FULL_DETECTION, max_hold_frames=4, reid_similarity=reid)
+    tracker = faces.FaceTracker(config)
+    out = []
+    for frame in frames:
+      found, box, _ = tracker.update(frame)
+      out.append((found, tracker.detected, box))
+    # Recognised (same face): tracked at once, 190 px away from where it was lost. Not
+    # recognised: the old box is held until the hold runs out (miss 5 > 4 at frame 7).
+    assert [o[0] for o in out] == [True] * 7 + [first_after]
+    assert out[5][1] == first_after
+    assert (faces.box_iou(out[5][2], truths[5]) > 0.7) == first_after
+
+
+def test_another_person_does_not_take_over_during_the_hold(astronaut, hopper):
+  other = (hopper, 0.33, (110, 30, 420, 430), (178.0, 110.0, 351.0, 330.0))
+  frames, truths = _jump_video(astronaut, other, gap=1)
+  config = dataclasses.replace(faces.FULL_DETECTION, max_hold_frames=2)
+  tracker = faces.FaceTracker(config)
+  out = []
+  for frame in frames:
+    found, box, _ = tracker.update(frame)
+    out.append((found, tracker.detected, box))
+  # Frame 3: gap, held. Frames 4-5: another face, not like the target: still held (misses
+  # 2 and 3 > max_hold_frames=2 drop the track at frame 5), frame 6: a new track on her.
+  assert [o[0] for o in out] == [True] * 5 + [False, True]
+  assert [o[1] for o in out] == [True] * 3 + [False] * 3 + [True]
+  np.testing.assert_allclose(out[4][2], out[2][2])
+  assert faces.box_iou(out[6][2], truths[6]) > 0.7
 
 
 def test_optical_flow_follows_the_face_between_detections(astronaut):
@@ -261,7 +323,7 @@ def test_process_video_frame_count_timestamps_and_cutting(tmp_path):
   np.testing.assert_allclose(cut.timestamps, [0.3, 0.4, 0.5, 0.6, 0.7], atol=1e-9)
   # The seek landed on the right frames: their grey levels are those of frames 3..7.
   assert (np.abs(cut.crops[:, 48, 48, 0].astype(int) - (10 + 20 * np.arange(3, 8))) < 8).all()
-  assert len(faces.process_video(path, detector=FixedBox(), start=0.75).face_found) == 4
+  assert len(faces.process_video(path, detector=FixedBox(), start=0.75, progress=True).face_found) == 4
   assert len(faces.process_video(path, detector=FixedBox(), end=0.25).face_found) == 3
   streamed = list(faces.iter_faces(path, faces.FULL_DETECTION, FixedBox(), start=0.3, end=0.8))
   assert [f.timestamp for f in streamed] == pytest.approx(list(cut.timestamps))
