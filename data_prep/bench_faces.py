@@ -32,11 +32,15 @@ from omg_cnnrnn import faces  # noqa: E402
 
 _FRAMES = flags.DEFINE_integer("frames", 300, "Frames of the test video.")
 _FPS = flags.DEFINE_float("fps", 30.0, "Frame rate of the test video.")
+_SIZE = flags.DEFINE_list("size", ["640", "360"], "Width, height of the test video (the face scales with it).")
 _SETTINGS = flags.DEFINE_list(
     "settings", ["1@1.0", "1@0.5", "1@0.33", "5@1.0", "10@1.0", "15@1.0", "5@0.5", "10@0.5", "15@0.5",
-                 "5@0.33", "10@0.33", "15@0.33", "default"],
-    "Settings to run, each `detect_every@detection_scale` or `default` (FaceConfig()). "
-    "`1@1.0` is the reference and always runs first.")
+                 "5@0.33", "10@0.33", "15@0.33", "1@0.5+roi", "5@0.5+roi", "10@0.5+roi", "15@0.5+roi",
+                 "10@0.33+roi", "15@0.33+roi", "default"],
+    "Settings to run: `k@s` is detect_every=k on the whole frame downscaled by s (no window "
+    "detection, no fine search); `k@s+roi` adds the window around the tracked face and the "
+    "full-resolution search every 2nd search; `default` is FaceConfig(). `1@1.0` is the "
+    "reference and always runs first.")
 _REPEAT = flags.DEFINE_integer("repeat", 1, "Runs per setting; the fastest counts.")
 _VIDEO = flags.DEFINE_string("keep_video", None, "Also save the test video here.")
 
@@ -104,7 +108,9 @@ def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, 
     other = _patch(hopper, _HOPPER_PATCH, HOPPER_FACE)
   rng = np.random.default_rng(seed)
   # A wide background (coffee photo plus noise) panned slowly: camera motion for the flow.
-  back = cv2.resize(data.coffee(), (width + 200, height + 60), interpolation=cv2.INTER_AREA).astype(np.int16)
+  k = height / HEIGHT  # faces and motion scale with the frame
+  back = cv2.resize(data.coffee(), (width + int(200 * k), height + int(60 * k)),
+                    interpolation=cv2.INTER_AREA).astype(np.int16)
   back = np.clip(back + rng.integers(-12, 13, back.shape), 0, 255).astype(np.uint8)
   frames, boxes, inside = [], [], []
   exit_start, exit_end = int(0.33 * num_frames), int(0.45 * num_frames)  # walks out, comes back
@@ -113,9 +119,9 @@ def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, 
   other_start, other_end = int(0.80 * num_frames), int(0.92 * num_frames)
   for i in range(num_frames):
     u = i / max(num_frames - 1, 1)
-    pan = int(100 + 100 * np.sin(2 * np.pi * u))
-    frame = back[30 + int(20 * np.sin(6 * u)):, pan:][:height, :width].copy()
-    scale = 0.85 + 0.3 * np.sin(2 * np.pi * 1.5 * u)  # face 59..123 px tall
+    pan = int(k * (100 + 100 * np.sin(2 * np.pi * u)))
+    frame = back[int(k * (30 + 20 * np.sin(6 * u))):, pan:][:height, :width].copy()
+    scale = k * (0.75 + 0.4 * np.sin(2 * np.pi * 1.5 * u))  # face 37..123 px tall at 640x360
     phase = 0.125 if jump_start <= i < exit_start else 0.0
     cx = width / 2 + 0.3 * width * np.sin(2 * np.pi * 2 * (u + phase))
     cy = height / 2 + 0.12 * height * np.sin(2 * np.pi * 3 * u + 1.0)
@@ -125,7 +131,7 @@ def make_scene(num_frames: int = 300, width: int = WIDTH, height: int = HEIGHT, 
     gain = 0.85 + 0.2 * np.sin(2 * np.pi * 2.5 * u)
     box = np.full(4, np.nan)
     if hopper is not None and other_start <= i < other_end:
-      _paste(frame, *other, (0.78 * width, 0.5 * height), 0.75, 1.0)  # a 165 px face
+      _paste(frame, *other, (0.78 * width, 0.5 * height), 0.75 * k, 1.0)  # a 165 px face at 640x360
     if not (cut_start <= i < cut_end or jump_start <= i < jump_end):
       box = _paste(frame, patch, alpha, face, (cx, cy), scale, gain)
     frames.append(frame)
@@ -167,16 +173,16 @@ def write_video(path: str, frames, fps: float) -> None:
 
 
 def parse_setting(text: str) -> faces.FaceConfig:
-  """`k@s` -> FaceConfig(detect_every=k, detection_scale=s); `default` -> FaceConfig()."""
+  """`k@s[+roi]` or `default` -> a FaceConfig (see --settings)."""
   if text == "default":
     return faces.FaceConfig()
-  k, s = text.split("@")
-  if int(k) == 1 and float(s) == 1.0:
-    return faces.FULL_DETECTION
-  return dataclasses.replace(faces.FaceConfig(), detect_every=int(k), detection_scale=float(s))
+  roi = text.endswith("+roi")
+  k, s = text.removesuffix("+roi").split("@")
+  return dataclasses.replace(faces.FULL_DETECTION, detect_every=int(k), detection_scale=float(s),
+                             roi_detection=roi, fine_search_every=2 if roi else 0)
 
 
-def run_pipeline(path: str, config: faces.FaceConfig, detector) -> tuple[float, faces.FaceTrack, int]:
+def run_pipeline(path: str, config: faces.FaceConfig, detector=None) -> tuple[float, faces.FaceTrack, int]:
   """Decode, detect, track, crop and JPEG-encode every frame; (seconds, track, detector runs)."""
   tracker = faces.FaceTracker(config, detector)
   found, detected, boxes = [], [], []
@@ -202,36 +208,31 @@ def mean_iou(boxes: np.ndarray, reference: np.ndarray, where: np.ndarray) -> flo
 
 def main(argv):
   del argv
-  scene = make_scene(_FRAMES.value)
+  width, height = (int(v) for v in _SIZE.value)
+  scene = make_scene(_FRAMES.value, width, height)
   fps = _FPS.value
   with tempfile.TemporaryDirectory() as tmp:
     path = _VIDEO.value or os.path.join(tmp, "bench.mp4")
     write_video(path, scene.frames, fps)
-    detector_cache = {}
-    # Warm up every detector input size once: model loading and graph tracing are one-off
-    # costs per process, not per frame.
     settings = ["1@1.0"] + [s for s in _SETTINGS.value if s != "1@1.0"]
     configs = {name: parse_setting(name) for name in settings}
-    for config in configs.values():
-      key = (config.detection_scale, config.min_face_size, config.min_confidence)
-      if key not in detector_cache:
-        tracker = faces.FaceTracker(config)
-        detector_cache[key] = tracker.detector
-        for frame in scene.frames[:2]:
-          tracker._detect(frame)  # pylint: disable=protected-access
+    # Model loading and graph tracing are one-off costs per process, not per frame.
+    for config in (faces.FULL_DETECTION, faces.FaceConfig()):
+      tracker = faces.FaceTracker(config)
+      for frame in scene.frames[:3]:
+        tracker.update(frame)
     absent = np.isnan(scene.boxes).any(axis=1)
-    print(f"video: {len(scene.frames)} frames {WIDTH}x{HEIGHT} at {fps:g} fps; face wholly inside in "
+    print(f"video: {len(scene.frames)} frames {width}x{height} at {fps:g} fps; face wholly inside in "
           f"{scene.inside.sum()}, absent in {absent.sum()}; {os.cpu_count()} CPU cores (shared: timings are noisy)")
-    header = (f"{'setting':>9} {'frames/s':>9} {'det runs':>8} {'IoU ref':>8} {'IoU true':>8} "
+    header = (f"{'setting':>11} {'frames/s':>9} {'det runs':>8} {'IoU ref':>8} {'IoU true':>8} "
               f"{'found':>6} {'false':>6}")
     print(header)
     reference = None
     for name in settings:
       config = configs[name]
-      detector = detector_cache[(config.detection_scale, config.min_face_size, config.min_confidence)]
       best = None
       for _ in range(_REPEAT.value):
-        seconds, track, runs = run_pipeline(path, config, detector)
+        seconds, track, runs = run_pipeline(path, config)
         best = seconds if best is None else min(best, seconds)
       if reference is None:
         reference = track
@@ -240,7 +241,7 @@ def main(argv):
                  iou_ref=mean_iou(track.boxes, ref_boxes, reference.detected),
                  iou_true=mean_iou(track.boxes, scene.boxes, scene.inside),
                  found=track.face_found[scene.inside].mean(), false=int(track.face_found[absent].sum()))
-      print(f"{name:>9} {row['fps']:9.1f} {runs:8d} {row['iou_ref']:8.3f} {row['iou_true']:8.3f} "
+      print(f"{name:>11} {row['fps']:9.1f} {runs:8d} {row['iou_ref']:8.3f} {row['iou_true']:8.3f} "
             f"{row['found']:6.1%} {row['false']:6d}", flush=True)
     print("\nIoU ref: mean box IoU against the reference's detections (per-frame, full resolution),"
           "\n  over the frames where it detected a face; a frame without a box counts 0."

@@ -76,12 +76,24 @@ class FaceConfig:
   max_hold_frames: int = 5
   # Run the detector every k frames and follow the face with optical flow in between.
   detect_every: int = 5
-  # Downscale factor of the frame given to the detector (1.0 = full resolution). MTCNN's
-  # smallest face is 20 px in the image it sees, i.e. 20 / detection_scale source pixels.
+  # Downscale factor of the frame given to the detector when it searches the whole frame
+  # (1.0 = full resolution). MTCNN's smallest face is 20 px in the image it sees, i.e.
+  # 20 / detection_scale source pixels; see fine_search_every for smaller faces.
   detection_scale: float = 0.5
+  # While a face is tracked, detect it in a window around its box only: a square of
+  # roi_context x the face's size, resized so the face is about roi_face_size px. Cheap
+  # whatever the resolution, as sharp for small faces as for large ones, and blind to
+  # other faces; when it misses, the whole frame is searched in the same frame.
+  roi_detection: bool = True
+  roi_context: float = 3.0
+  roi_face_size: int = 48
   # While no face is tracked, run the detector every k frames: faster through long
   # stretches without a face, but a returning face can be found up to k - 1 frames late.
   search_every: int = 1
+  # Every k-th search of the whole frame (the first included) runs at the resolution where
+  # min_face_size is still 20 px (full resolution for the default), so faces too small
+  # for detection_scale are found too, at most k - 1 frames late (0: never).
+  fine_search_every: int = 2
   # Smallest face accepted, in source pixels.
   min_face_size: int = 24
   # Detections below this confidence are ignored.
@@ -109,6 +121,8 @@ class FaceConfig:
         "crop_size": self.crop_size >= 1, "margin": self.margin >= 0,
         "max_hold_frames": self.max_hold_frames >= 0, "detect_every": self.detect_every >= 1,
         "detection_scale": 0 < self.detection_scale <= 1, "search_every": self.search_every >= 1,
+        "roi_context": self.roi_context >= 1.5, "roi_face_size": self.roi_face_size >= 24,
+        "fine_search_every": self.fine_search_every >= 0,
         "min_face_size": self.min_face_size >= 1, "min_confidence": 0 <= self.min_confidence <= 1,
         "max_center_jump": self.max_center_jump > 0, "max_size_ratio": self.max_size_ratio >= 1,
         "initial_target": self.initial_target in INITIAL_TARGETS,
@@ -120,7 +134,7 @@ class FaceConfig:
 
 
 # The reference: the detector on every full-resolution frame, no optical flow.
-FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0)
+FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0, roi_detection=False, fine_search_every=0)
 # Faster still (see data_prep/bench_faces.py), for faces of at least 20 / 0.33 = 60 px.
 FAST_DETECTION = FaceConfig(detect_every=15, detection_scale=0.33)
 
@@ -328,8 +342,9 @@ def read_frames(path: str, start: float | None = None, end: float | None = None)
   info = probe_video(path)
   fps = info["fps"]
   first, stop = _frame_range(path, info, start, end)
-  if info["num_frames"]:
-    stop = info["num_frames"] if stop is None else min(stop, info["num_frames"])
+  # What the container promises; some estimate it from the duration, so frames beyond it
+  # are still read, and only a clear shortfall counts as truncation.
+  promised = info["num_frames"] if stop is None else min(stop, info["num_frames"] or stop)
   cap = cv2.VideoCapture(path)
   index = 0
   try:
@@ -352,8 +367,8 @@ def read_frames(path: str, start: float | None = None, end: float | None = None)
     cap.release()
   if index == first:
     raise VideoError(path, f"no decodable frames between {start} and {end} s")
-  if stop is not None and info["num_frames"] and index < stop - 1 - 0.01 * (stop - first):
-    raise VideoError(path, f"decoding stopped at frame {index} of {stop} (truncated or corrupt video)")
+  if promised and index < promised - 1 - 0.01 * (promised - first):
+    raise VideoError(path, f"decoding stopped at frame {index} of {promised} (truncated or corrupt video)")
 
 
 # ------------------------------------------------------------------------------------ crops
@@ -369,22 +384,33 @@ def crop_face(frame_rgb: np.ndarray, box, crop_size: int = 96, margin: float = 0
   Returns:
     uint8 [crop_size, crop_size, 3].
   """
-  x0, y0, x1, y1 = (float(v) for v in box)
-  side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-  size = max(1, int(round(side)))
-  left = int(round((x0 + x1) / 2 - size / 2))
-  top = int(round((y0 + y1) / 2 - size / 2))
-  h, w = frame_rgb.shape[:2]
-  # Copy only the part inside the frame into a black square: cheaper than padding the
-  # whole frame, and the face stays centred however far the box reaches out.
-  patch = np.zeros((size, size) + frame_rgb.shape[2:], frame_rgb.dtype)
-  sx0, sy0, sx1, sy1 = max(left, 0), max(top, 0), min(left + size, w), min(top + size, h)
-  if sx1 > sx0 and sy1 > sy0:
-    patch[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = frame_rgb[sy0:sy1, sx0:sx1]
+  left, top, size = _square(box, margin)
+  patch = _cut(frame_rgb, left, top, size)
   if size == crop_size:
-    return patch
+    return np.ascontiguousarray(patch)
   interp = cv2.INTER_AREA if size > crop_size else cv2.INTER_LINEAR
   return cv2.resize(patch, (crop_size, crop_size), interpolation=interp)
+
+
+def _square(box, margin: float) -> tuple[int, int, int]:
+  """(left, top, side) of the square around a box's centre, (1 + 2 margin) x its larger side."""
+  x0, y0, x1, y1 = (float(v) for v in box)
+  size = max(1, int(round(max(x1 - x0, y1 - y0) * (1 + 2 * margin))))
+  return int(round((x0 + x1) / 2 - size / 2)), int(round((y0 + y1) / 2 - size / 2)), size
+
+
+def _cut(frame: np.ndarray, left: int, top: int, size: int) -> np.ndarray:
+  """The frame's square [top:top+size, left:left+size], black where it lies outside."""
+  h, w = frame.shape[:2]
+  if left >= 0 and top >= 0 and left + size <= w and top + size <= h:
+    return frame[top:top + size, left:left + size]
+  # Copy only the part inside the frame into a black square: cheaper than padding the
+  # whole frame, and the face stays centred however far the box reaches out.
+  patch = np.zeros((size, size) + frame.shape[2:], frame.dtype)
+  sx0, sy0, sx1, sy1 = max(left, 0), max(top, 0), min(left + size, w), min(top + size, h)
+  if sx1 > sx0 and sy1 > sy0:
+    patch[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = frame[sy0:sy1, sx0:sx1]
+  return patch
 
 
 def box_iou(a, b) -> float:
@@ -435,26 +461,47 @@ class FaceTracker:
     self.misses = 0  # consecutive detector runs without the target
     self.detector_runs = 0
     self._since_detect = 1 << 30  # frames since the detector last ran; the first frame searches
+    self._searches = 0  # whole-frame searches while no face was tracked
     self._prev_gray = None
     self._signature = None  # appearance of the target when last detected
 
   # Detection ------------------------------------------------------------------------------
-  def _detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, float]]:
+  def _detect(self, frame: np.ndarray, scale: float | None = None) -> list[tuple[np.ndarray, float]]:
+    """Detections in the whole frame, seen at `scale` (default detection_scale)."""
+    scale = self.config.detection_scale if scale is None else scale
+    h, w = frame.shape[:2]
+    if scale != 1.0:
+      image = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+      sx, sy = image.shape[1] / w, image.shape[0] / h
+    else:
+      image, sx, sy = frame, 1.0, 1.0
+    return self._run_detector(image, [sx, sy, sx, sy], [0, 0, 0, 0])
+
+  def _detect_roi(self, frame: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """Detections in a window around the current box, resized to a fixed face size."""
+    c = self.config
+    left, top, size = _square(self.box, (c.roi_context - 1) / 2)
+    out = max(24, int(round(c.roi_context * c.roi_face_size)))
+    window = _cut(frame, left, top, size)
+    window = cv2.resize(window, (out, out), interpolation=cv2.INTER_AREA if size > out else cv2.INTER_LINEAR)
+    f = out / size
+    return self._run_detector(window, [f, f, f, f], [left, top, left, top])
+
+  def _run_detector(self, image, scale, offset) -> list[tuple[np.ndarray, float]]:
+    """Runs the detector; boxes back in source pixels, filtered by confidence and size."""
     self.detector_runs += 1
     c = self.config
-    h, w = frame.shape[:2]
-    if c.detection_scale != 1.0:
-      small = cv2.resize(frame, (max(1, round(w * c.detection_scale)), max(1, round(h * c.detection_scale))),
-                         interpolation=cv2.INTER_AREA)
-      sx, sy = small.shape[1] / w, small.shape[0] / h
-    else:
-      small, sx, sy = frame, 1.0, 1.0
     out = []
-    for box, score in self.detector.detect(small):
-      box = np.asarray(box, np.float64) / [sx, sy, sx, sy]
+    for box, score in self.detector.detect(image):
+      box = np.asarray(box, np.float64) / scale + offset
       if score >= c.min_confidence and _size(box) >= c.min_face_size and box[2] > box[0] and box[3] > box[1]:
         out.append((box, float(score)))
     return out
+
+  def _fine_scale(self) -> float:
+    """The coarsest frame scale at which a face of min_face_size is still 20 px."""
+    c = self.config
+    return min(1.0, max(c.detection_scale, _MTCNN_DEFAULT_MIN_FACE / c.min_face_size))
 
   def _continuation(self, detections):
     """The detection that continues the current track, or None."""
@@ -588,13 +635,18 @@ class FaceTracker:
     self.detected = False
     if run:
       self._since_detect = 0
-      detections = self._detect(frame_rgb)
       if self.box is None:
-        target = self._new_target(detections, gray)
+        # The first search of a video is a fine one: small faces are found at once.
+        fine = c.fine_search_every and self._searches % c.fine_search_every == 0
+        self._searches += 1
+        target = self._new_target(self._detect(frame_rgb, self._fine_scale() if fine else None), gray)
       else:
-        target = self._continuation(detections)
+        target = self._continuation(self._detect_roi(frame_rgb)) if c.roi_detection else None
         if target is None:
-          target = self._reidentified(detections, gray)
+          detections = self._detect(frame_rgb)
+          target = self._continuation(detections)
+          if target is None:
+            target = self._reidentified(detections, gray)
       if target is not None:
         self.box, self.misses, self.detected = target, 0, True
         self._remember(gray, target)
@@ -654,8 +706,9 @@ def process_video(path: str, config: FaceConfig = FaceConfig(), detector: Detect
     from tqdm import tqdm
 
     first, stop = _frame_range(path, info, start, end)
-    total = (min(stop, info["num_frames"]) if stop is not None else info["num_frames"]) - first
-    frames = tqdm(frames, desc=os.path.basename(path), unit="frame", total=total or None, leave=False)
+    bounds = [b for b in (stop, info["num_frames"]) if b]
+    total = min(bounds) - first if bounds else None
+    frames = tqdm(frames, desc=os.path.basename(path), unit="frame", total=total, leave=False)
   items = list(frames)
   return FaceTrack(
       crops=np.stack([f.crop for f in items]),

@@ -138,7 +138,7 @@ def _blank(n):
 def test_missing_detections_are_held_then_marked_missing(gap):
   face = [([40, 30, 80, 80], 0.99)]
   hold = 3
-  config = faces.FaceConfig(detect_every=1, detection_scale=1.0, max_hold_frames=hold)
+  config = faces.FaceConfig(roi_detection=False, detect_every=1, detection_scale=1.0, max_hold_frames=hold)
   detector = ScriptedDetector([face] * 2 + [None] * gap + [face] * 2)
   tracker = faces.FaceTracker(config, detector)
   out, detected = [], []
@@ -180,7 +180,7 @@ def test_face_removed_from_a_real_video_is_held_then_missing(tmp_path, astronaut
 def test_tracker_keeps_its_target_when_a_larger_face_appears():
   target = ([40, 30, 80, 80], 0.95)
   larger = ([100, 10, 158, 100], 0.999)
-  config = faces.FaceConfig(detect_every=1, detection_scale=1.0, max_hold_frames=5)
+  config = faces.FaceConfig(roi_detection=False, detect_every=1, detection_scale=1.0, max_hold_frames=5)
   script = [[target], [larger, ([42, 31, 82, 81], 0.9)], [([44, 31, 84, 81], 0.9), larger], [larger]]
   tracker = faces.FaceTracker(config, ScriptedDetector(script))
   out = [tracker.update(f) for f in _blank(4)]
@@ -191,8 +191,10 @@ def test_tracker_keeps_its_target_when_a_larger_face_appears():
   np.testing.assert_allclose(out[3][1], [44, 31, 84, 81])
 
 
-def test_tracker_keeps_a_real_face_when_a_larger_real_face_appears(astronaut):
-  tracker = faces.FaceTracker(dataclasses.replace(faces.FULL_DETECTION, detection_scale=0.5))
+@pytest.mark.parametrize("config", [dataclasses.replace(faces.FULL_DETECTION, detection_scale=0.5),
+                                    faces.FaceConfig(detect_every=1)], ids=["whole-frame", "roi"])
+def test_tracker_keeps_a_real_face_when_a_larger_real_face_appears(astronaut, config):
+  tracker = faces.FaceTracker(config)
   for i in range(5):
     frame = background(320, 240, seed=i)
     truth = paste(frame, astronaut, (70 + 3 * i, 120), 0.45)
@@ -261,6 +263,31 @@ def test_another_person_does_not_take_over_during_the_hold(astronaut, hopper):
   assert faces.box_iou(out[6][2], truths[6]) > 0.7
 
 
+def test_small_faces_are_found_by_the_fine_search_and_kept_by_the_roi(astronaut):
+  # A 30 px face: 15 px in the half-resolution frame, below MTCNN's 20 px. It is absent in
+  # the first frame, so the fine (full-resolution) first search finds nothing.
+  config = faces.FaceConfig(detect_every=2, detection_scale=0.5, min_face_size=24)
+  tracker = faces.FaceTracker(config)
+  found, detected = [], []
+  for i in range(7):
+    frame = background(320, 240, seed=i)
+    truth = paste(frame, astronaut, (100 + 5 * i, 120), 0.28) if i > 0 else None
+    ok, box, _ = tracker.update(frame)
+    found.append(ok)
+    detected.append(tracker.detected)
+    if ok:
+      assert faces.box_iou(box, truth) > 0.6, (i, box, truth)
+  # Frame 1: the half-resolution search misses; frame 2: the full-resolution search finds
+  # it; from then on the window around the face re-detects it every second frame.
+  assert found == [False, False] + [True] * 5
+  assert detected == [False, False, True, False, True, False, True]
+  # Without fine searches the face is never found.
+  coarse = faces.FaceTracker(dataclasses.replace(config, fine_search_every=0))
+  frame = background(320, 240)
+  paste(frame, astronaut, (100, 120), 0.28)
+  assert not any(coarse.update(frame)[0] for _ in range(3))
+
+
 def test_optical_flow_follows_the_face_between_detections(astronaut):
   # The detector fires on the first frame only; the face then moves 4 px right and 2 px
   # down per frame and grows 2% per frame, which the flow must follow without it.
@@ -270,7 +297,7 @@ def test_optical_flow_follows_the_face_between_detections(astronaut):
     truths.append(paste(frame, astronaut, (120 + 4 * i, 100 + 2 * i), 0.6 * 1.02 ** i))
     frames.append(frame)
   detector = ScriptedDetector([[(truths[0], 0.99)], None])
-  tracker = faces.FaceTracker(faces.FaceConfig(detect_every=100, detection_scale=1.0), detector)
+  tracker = faces.FaceTracker(faces.FaceConfig(roi_detection=False, detect_every=100, detection_scale=1.0), detector)
   for i, (frame, truth) in enumerate(zip(frames, truths)):
     found, box, _ = tracker.update(frame)
     assert found and tracker.detected == (i == 0)
@@ -282,7 +309,7 @@ def test_detector_runs_every_k_frames_while_the_flow_holds(astronaut):
   frame = background(320, 240)
   truth = paste(frame, astronaut, (160, 120), 0.6)
   detector = ScriptedDetector([[(truth, 0.99)]])
-  tracker = faces.FaceTracker(faces.FaceConfig(detect_every=4, detection_scale=1.0), detector)
+  tracker = faces.FaceTracker(faces.FaceConfig(roi_detection=False, detect_every=4, detection_scale=1.0), detector)
   flags = []
   for _ in range(9):
     tracker.update(frame)
