@@ -7,19 +7,24 @@ Used by data preparation (`data_prep`) and by video prediction alike; there is n
   empty, not a video, truncated or corrupt, no frames, a segment outside the video) raises
   `VideoError`, which names the file and the reason.
 - Detection: MTCNN (the `mtcnn` package ships its weights and runs offline; the paper used
-  the DPM detector ffld2, SPEC chooses MTCNN) behind a small `Detector` protocol. It can run
-  on a downscaled frame (`detection_scale`) and only every `detect_every` frames; in
-  between, Lucas-Kanade optical flow of corner points inside the box follows the face
-  (translation and scale, RANSAC-fitted), and a failure of the flow triggers the detector
-  at once.
-- Tracking: the track starts on the largest confident face; afterwards a detection is
-  accepted only if it continues the track in position and size, so a second, larger face
-  elsewhere does not steal it. After a loss the new track prefers the face that looks most
-  like the last target.
+  the DPM detector ffld2, SPEC chooses MTCNN) behind a small `Detector` protocol, its
+  networks run as TensorFlow graphs (2-3x faster than the package's eager calls). It runs
+  every `detect_every` frames; in between, Lucas-Kanade optical flow of corner points
+  inside the box follows the face (translation and scale, RANSAC-fitted), and a failure of
+  the flow triggers the detector at once. While a face is tracked the detector looks at a
+  window around it, resized to a fixed face size (`roi_detection`); the whole frame,
+  downscaled by `detection_scale`, is searched when no face is tracked or the window
+  misses, and every `fine_search_every`-th search is at full resolution for small faces.
+- Tracking: a track starts on the face `initial_target` names (default the largest);
+  afterwards a detection is accepted only if it continues the track in position and size,
+  so a second, larger face elsewhere does not steal it. A face elsewhere that looks like
+  the target (`reid_similarity`) is taken at once (a cut); after a loss the new track
+  prefers the face most like the last target.
 - Misses: when the detector runs and does not find the target, the last box is held
   (followed by the flow where it is reliable) for `max_hold_frames` frames, then frames are
-  marked missing: face_found False, box NaN, a black crop. Frames are never dropped, so the
-  timeline stays aligned with per-frame labels.
+  marked missing: face_found False, box NaN, a black crop; a box that has left the
+  picture is dropped at once. Frames are never dropped, so the timeline stays aligned with
+  per-frame labels.
 - Crops: a square around the box centre, side (1 + 2 margin) x the box's larger side,
   padded with black outside the frame, resized to `crop_size`.
 
@@ -63,9 +68,10 @@ class VideoError(Exception):
 class FaceConfig:
   """Detection, tracking and cropping settings.
 
-  The defaults are the speed/accuracy point chosen with `data_prep/bench_faces.py` (about
-  real time for 640x360 video on two CPU cores, box IoU >= 0.8 against per-frame
-  full-resolution detection); `FULL_DETECTION` is the slow reference.
+  The defaults are the speed/accuracy point chosen with `data_prep/bench_faces.py`: on
+  its 640x360 video, two shared CPU cores, about 100 frames/s end to end with mean box IoU
+  0.93 against per-frame full-resolution detection (which runs at about 20 frames/s) and
+  every frame with a face found. `FULL_DETECTION` is that reference.
   """
 
   # Paper Sec. III-C: face crops resized to 96x96x3.
@@ -135,7 +141,8 @@ class FaceConfig:
 
 # The reference: the detector on every full-resolution frame, no optical flow.
 FULL_DETECTION = FaceConfig(detect_every=1, detection_scale=1.0, roi_detection=False, fine_search_every=0)
-# Faster still (see data_prep/bench_faces.py), for faces of at least 20 / 0.33 = 60 px.
+# Faster still where frames are large or faces stay put: the detector every 15 frames,
+# whole-frame searches at a third of the resolution (data_prep/bench_faces.py).
 FAST_DETECTION = FaceConfig(detect_every=15, detection_scale=0.33)
 
 
@@ -223,9 +230,11 @@ class MTCNNDetector:
 def default_detector(config: FaceConfig) -> MTCNNDetector:
   """The MTCNN detector for a config (cheap: the networks are shared by the process).
 
-  It sees frames already downscaled by `config.detection_scale`. Faces below 20 px there
-  are out of MTCNN's reach at the default pyramid; asking it for smaller ones would
-  upsample the frame and undo the downscaling, so the minimum is never below 20.
+  It sees frames already downscaled by `config.detection_scale` (and windows resized so
+  the face is about `roi_face_size` px). Faces below 20 px there are out of MTCNN's reach
+  at the default pyramid; asking it for smaller ones would upsample the image and undo
+  the downscaling, so the minimum is never below 20. Pass this (or nothing) to
+  `process_video` rather than a hand-made MTCNNDetector.
   """
   min_face = max(_MTCNN_DEFAULT_MIN_FACE, int(config.min_face_size * config.detection_scale))
   return MTCNNDetector(min_face, config.min_confidence)
@@ -694,7 +703,8 @@ def process_video(path: str, config: FaceConfig = FaceConfig(), detector: Detect
 
   Returns:
     A `FaceTrack` with one entry per decoded frame (never fewer: frames without a face are
-    marked, not dropped).
+    marked, not dropped). It holds every crop (27 KB a frame at 96 px): stream long
+    videos with `iter_faces` instead.
 
   Raises:
     VideoError: the file or the segment cannot be used; names the file and the reason.

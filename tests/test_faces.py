@@ -215,6 +215,19 @@ def test_a_track_starts_on_the_face_initial_target_names(rule, expected):
   np.testing.assert_allclose(box, candidates[expected][0])
 
 
+def test_reset_forgets_the_target():
+  first, other = ([10, 10, 50, 50], 0.99), ([100, 60, 140, 100], 0.99)
+  detector = ScriptedDetector([[first], [other], [other]])
+  tracker = faces.FaceTracker(faces.FULL_DETECTION, detector)
+  assert tracker.update(_blank(1)[0])[0]
+  tracker.update(_blank(1)[0])  # the other face does not continue the track: held
+  np.testing.assert_allclose(tracker.box, first[0])
+  tracker.reset()
+  found, box, _ = tracker.update(_blank(1)[0])  # a new video: a new track on that face
+  assert found and tracker.detected
+  np.testing.assert_allclose(box, other[0])
+
+
 def _jump_video(photo, jumper, gap):
   """3 frames of the astronaut on the left, `gap` empty frames, then `jumper` on the right."""
   frames, truths = [], []
