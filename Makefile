@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= checkpoints/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo rows bench clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: install
 	$(PY) -m pytest -q tests
 
 demo: install
+	$(PY) experiments/demo.py --demo_dir=$(DEMO_DIR)
+
+rows: install
 	$(PY) -m omg_cnnrnn.experiments --list
 
 bench: install

@@ -40,10 +40,10 @@ class Preset:
   width: int = 320
   height: int = 240
   fps: float = 10.0
-  train_videos: int = 8
-  validation_videos: int = 4
-  utterances_per_video: int = 4
-  utterance_seconds: tuple[float, float] = (2.0, 4.0)
+  train_videos: int = 20
+  validation_videos: int = 6
+  utterances_per_video: int = 3
+  utterance_seconds: tuple[float, float] = (2.0, 3.5)
   affwild_videos: int = 4
   affwild_seconds: float = 10.0
   affwild2_videos: int = 2
@@ -126,13 +126,13 @@ def synthesize_omg(out: str, rng, preset: Preset, used: set) -> dict:
     rows = []
     for _ in range(num_videos):
       video = _video_id(rng, used)
-      level_v, level_a = rng.uniform(-0.7, 0.7), rng.uniform(-0.7, 0.7)
+      level_v, level_a = rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5)
       lengths = [int(round(rng.uniform(*preset.utterance_seconds) * preset.fps))
                  for _ in range(preset.utterances_per_video)]
       val, aro, occlusions, bounds, start = [], [], [], [], 0
       for k, n in enumerate(lengths):
-        uv = np.clip(level_v + rng.normal(0, 0.3), -1, 1)
-        ua = np.clip(level_a + rng.normal(0, 0.3), -1, 1)
+        uv = np.clip(level_v + rng.normal(0, 0.4), -1, 1)
+        ua = np.clip(level_a + rng.normal(0, 0.4), -1, 1)
         val.append(np.clip(uv + _smooth_track(rng, n, preset.fps, 0.25), -1, 1))
         aro.append(np.clip(ua + _smooth_track(rng, n, preset.fps, 0.25), -1, 1))
         if k % 2 == 1 and n > 6:  # some utterances lose the face for a few frames

@@ -51,15 +51,19 @@ def _grids():
   centre = _bump(xs, ys, mouth_cx, mouth_cy + 2, 10, 6)
   eyes = _bump(xs, ys, _LEFT_EYE[0], _LEFT_EYE[1] - 5, 10, 6) + _bump(xs, ys, _RIGHT_EYE[0], _RIGHT_EYE[1] - 5, 10, 6)
   brows = _bump(xs, ys, _LEFT_EYE[0], _LEFT_EYE[1] - 14, 14, 6) + _bump(xs, ys, _RIGHT_EYE[0], _RIGHT_EYE[1] - 14, 14, 6)
-  return xs, ys, corners, centre, eyes, brows, (mouth_cx, mouth_cy)
+  # Inner brow ends (towards the nose): lowered in a frown, lifted in a smile.
+  inner = (_bump(xs, ys, _LEFT_EYE[0] + 9, _LEFT_EYE[1] - 13, 7, 6)
+           + _bump(xs, ys, _RIGHT_EYE[0] - 9, _RIGHT_EYE[1] - 13, 7, 6))
+  return xs, ys, corners, centre, eyes, brows, inner, (mouth_cx, mouth_cy)
 
 
 def expression(valence: float, arousal: float) -> np.ndarray:
   """The head crop with the expression of (valence, arousal) in [-1, 1]^2, uint8 RGB."""
   head = base_head()
-  xs, ys, corners, centre, eyes, brows, (mx, my) = _grids()
+  xs, ys, corners, centre, eyes, brows, inner, (mx, my) = _grids()
   # remap samples the source at (x + dx, y + dy): a positive dy moves content up.
-  dy = 14.0 * valence * corners - 4.0 * valence * centre + 5.0 * arousal * eyes + 7.0 * arousal * brows
+  dy = (26.0 * valence * corners - 8.0 * valence * centre + 10.0 * valence * inner
+        + 5.0 * arousal * eyes + 7.0 * arousal * brows)
   out = cv2.remap(head, xs, ys + dy.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
   opening = max(0.0, arousal + 0.3) / 1.3  # mouth closed below arousal -0.3
   if opening > 0:

@@ -85,6 +85,10 @@ class ModelConfig:
   # matmul, Keras reset_after=False) so the authors' checkpoints map exactly; True gives
   # the cuDNN-compatible form (a speed option on GPUs).
   gru_reset_after: bool = False
+  # Not in the paper: initialiser of the conv and FC kernels that start fresh. The released
+  # code's tf.get_variable default is Glorot-uniform; "he_normal" trains a plain VGG-16 from
+  # scratch much sooner (the paper always starts from VGG-Face / Aff-Wild weights).
+  kernel_initializer: str = "glorot_uniform"
 
   @property
   def has_rnn(self) -> bool:

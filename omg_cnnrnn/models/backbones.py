@@ -39,13 +39,15 @@ def _maybe_load(model: tf_keras.Model, weights: str | None) -> tf_keras.Model:
 
 
 @BACKBONES.decorator("vgg16")
-def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16") -> tf_keras.Model:
+def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16",
+          kernel_initializer: str = "glorot_uniform") -> tf_keras.Model:
   """VGG-16 / VGG-Face convolution and pooling layers (Table I blocks 1-5).
 
   Args:
     image_size: square input size (96 in the paper, Sec. III-C).
     weights: optional path of a Keras weights file for this model.
     name: model name (the prefix of its variables).
+    kernel_initializer: initialiser of the conv kernels.
 
   Returns:
     A model `(N, S, S, 3) -> {"conv5_2", "conv5_3", "pool5"}`.
@@ -56,7 +58,8 @@ def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16")
   for block, num_convs, channels in VGG16_BLOCKS:
     for i in range(1, num_convs + 1):
       layer_name = f"conv{block}_{i}"
-      x = tf_keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name=layer_name)(x)
+      x = tf_keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name=layer_name,
+                                 kernel_initializer=kernel_initializer)(x)
       taps[layer_name] = x
     x = tf_keras.layers.MaxPool2D(2, 2, padding="same", name=f"pool{block}")(x)
   taps["pool5"] = x
@@ -64,7 +67,7 @@ def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16")
   return _maybe_load(tf_keras.Model(inputs, outputs, name=name), weights)
 
 
-def _conv_bn(x, filters, kernel, stride, name, activation=True):
+def _conv_bn(x, filters, kernel, stride, name, activation=True, initializer="glorot_uniform"):
   """slim `conv2d` under `resnet_arg_scope` (no bias, batch norm, optional ReLU).
 
   Strided convolutions use slim's `conv2d_same`: explicit symmetric padding, then
@@ -77,14 +80,15 @@ def _conv_bn(x, filters, kernel, stride, name, activation=True):
     padding = "valid"
   else:
     padding = "same"
-  x = tf_keras.layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False, name=name)(x)
+  x = tf_keras.layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False, name=name,
+                             kernel_initializer=initializer)(x)
   x = tf_keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
   if activation:
     x = tf_keras.layers.ReLU(name=f"{name}_relu")(x)
   return x
 
 
-def _bottleneck(x, depth, depth_bottleneck, stride, name):
+def _bottleneck(x, depth, depth_bottleneck, stride, name, init):
   """slim `resnet_v1.bottleneck`: the stride sits in the 3x3 conv; identity or 1x1 shortcut."""
   depth_in = x.shape[-1]
   if depth == depth_in:
@@ -92,16 +96,17 @@ def _bottleneck(x, depth, depth_bottleneck, stride, name):
     if stride > 1:
       shortcut = tf_keras.layers.MaxPool2D(1, stride, name=f"{name}_shortcut_subsample")(x)
   else:
-    shortcut = _conv_bn(x, depth, 1, stride, f"{name}_shortcut", activation=False)
-  residual = _conv_bn(x, depth_bottleneck, 1, 1, f"{name}_conv1")
-  residual = _conv_bn(residual, depth_bottleneck, 3, stride, f"{name}_conv2")
-  residual = _conv_bn(residual, depth, 1, 1, f"{name}_conv3", activation=False)
+    shortcut = _conv_bn(x, depth, 1, stride, f"{name}_shortcut", activation=False, initializer=init)
+  residual = _conv_bn(x, depth_bottleneck, 1, 1, f"{name}_conv1", initializer=init)
+  residual = _conv_bn(residual, depth_bottleneck, 3, stride, f"{name}_conv2", initializer=init)
+  residual = _conv_bn(residual, depth, 1, 1, f"{name}_conv3", activation=False, initializer=init)
   x = tf_keras.layers.Add(name=f"{name}_add")([shortcut, residual])
   return tf_keras.layers.ReLU(name=f"{name}_out")(x)
 
 
 @BACKBONES.decorator("resnet50")
-def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resnet50") -> tf_keras.Model:
+def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resnet50",
+             kernel_initializer: str = "glorot_uniform") -> tf_keras.Model:
   """ResNet-50 v1 (He et al.), laid out as TF-slim `resnet_v1_50` (Sec. III-B2).
 
   7x7/2 conv with 64 maps, 3x3/2 max pool, then 4 bottleneck blocks (3, 4, 6, 3
@@ -111,22 +116,24 @@ def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resn
     image_size: square input size.
     weights: optional path of a Keras weights file for this model.
     name: model name.
+    kernel_initializer: initialiser of the conv kernels.
 
   Returns:
     A model `(N, S, S, 3) -> {"block4", "pool5"}`.
   """
   inputs = tf_keras.Input((image_size, image_size, 3), name="frames")
-  x = _conv_bn(inputs, 64, 7, 2, "conv1")
+  x = _conv_bn(inputs, 64, 7, 2, "conv1", initializer=kernel_initializer)
   x = tf_keras.layers.MaxPool2D(3, 2, padding="same", name="pool1")(x)
   for block, base, units, stride in RESNET50_BLOCKS:
     for unit in range(1, units + 1):
       unit_stride = stride if unit == units else 1
-      x = _bottleneck(x, base * 4, base, unit_stride, f"{block}_unit_{unit}")
+      x = _bottleneck(x, base * 4, base, unit_stride, f"{block}_unit_{unit}", kernel_initializer)
   block4 = x
   pool5 = tf_keras.layers.GlobalAveragePooling2D(name="pool5")(x)
   return _maybe_load(tf_keras.Model(inputs, {"block4": block4, "pool5": pool5}, name=name), weights)
 
 
-def build_backbone(name: str, image_size: int = 96, weights: str | None = None) -> tf_keras.Model:
+def build_backbone(name: str, image_size: int = 96, weights: str | None = None,
+                   kernel_initializer: str = "glorot_uniform") -> tf_keras.Model:
   """Builds the registered backbone `name` ('vgg16' or 'resnet50')."""
-  return BACKBONES.lookup(name)(image_size=image_size, weights=weights)
+  return BACKBONES.lookup(name)(image_size=image_size, weights=weights, kernel_initializer=kernel_initializer)

@@ -79,16 +79,18 @@ class BoolMask(tf_keras.layers.Layer):
 class _Stream:
   """Builds one stream's layers once; `__call__` applies them to folded frames."""
 
-  def __init__(self, stream: configs.StreamConfig, image_size: int):
+  def __init__(self, stream: configs.StreamConfig, image_size: int, kernel_initializer: str = "glorot_uniform"):
     self.config = stream
     self.prefix = stream.name
-    self.backbone = backbones.build_backbone(stream.backbone, image_size=image_size)
+    self.backbone = backbones.build_backbone(stream.backbone, image_size=image_size,
+                                             kernel_initializer=kernel_initializer)
     if len(stream.fc_dropout) > len(stream.fc_units):
       raise ValueError(f"stream {self.prefix}: more fc_dropout values than fc_units")
     self.fcs = []
     for i, units in enumerate(stream.fc_units, start=1):
       rate = stream.fc_dropout[i - 1] if i <= len(stream.fc_dropout) else 0.0
-      dense = tf_keras.layers.Dense(units, activation="relu", name=f"{self.prefix}_fc{i}")
+      dense = tf_keras.layers.Dense(units, activation="relu", name=f"{self.prefix}_fc{i}",
+                                    kernel_initializer=kernel_initializer)
       drop = tf_keras.layers.Dropout(rate, name=f"{self.prefix}_fc{i}_dropout") if rate > 0 else None
       self.fcs.append((dense, drop))
     valid = set(self._tap_names())
@@ -164,7 +166,7 @@ def build_model(
 
   per_frame_outputs, rnn_outputs = [], []
   for stream_config in model_config.streams:
-    stream = _Stream(stream_config, image_size)
+    stream = _Stream(stream_config, image_size, model_config.kernel_initializer)
     taps = stream(folded)
     if not stream_config.rnn_inputs:
       # CNN only (Table I / Table IV row 1): the last FC (or the pooled features) is the head.
