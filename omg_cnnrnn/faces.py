@@ -253,9 +253,28 @@ def _compile_stages(model) -> None:
 
   for stage in getattr(model, "stages", []):
     net = getattr(stage, "_model", None)
-    if net is None or isinstance(net, tf.types.experimental.GenericFunction):
+    if net is None or isinstance(net, _GraphNet):
       continue
-    stage._model = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    stage._model = _GraphNet(tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)]))
+
+
+class _GraphNet:
+  """A compiled MTCNN network that refuses an empty batch the way the package expects.
+
+  mtcnn signals "no face" by letting the next network fail on an empty batch of
+  proposals (InvalidArgumentError, caught in `detect_faces`); inside a graph that failure
+  also prints a TensorFlow warning per call, so the empty batch is refused here instead.
+  """
+
+  def __init__(self, function):
+    self._function = function
+
+  def __call__(self, images):
+    if images.shape[0] == 0:
+      import tensorflow as tf
+
+      raise tf.errors.InvalidArgumentError(None, None, "no face proposals")
+    return self._function(images)
 
 
 # -------------------------------------------------------------------------------- video I/O

@@ -99,6 +99,8 @@ def test_mtcnn_detector_min_face_size(astronaut):
   boxes = faces.MTCNNDetector(min_face_size=40).detect(frame)
   assert len(boxes) == 1 and faces.box_iou(boxes[0][0], truth) > 0.75
   assert faces.MTCNNDetector(min_face_size=120).detect(frame) == []
+  assert faces.MTCNNDetector().detect(background(320, 240)) == []  # no face at all
+  assert faces.MTCNNDetector().detect(frame[:10, :10]) == []  # smaller than one window
 
 
 def test_crop_face_inside_the_frame_is_the_frame():
