@@ -48,14 +48,15 @@ train() {
   for source in "$@"; do init+=(--init_from="$source"); done
   echo "== train $row -> $workdir" >&2
   "$PYTHON" -m omg_cnnrnn.train --experiment="$row" --workdir="$workdir" --data_dir="$data" \
-    ${init[@]+"${init[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
+    --eval_split="${EVAL_SPLIT-validation}" ${init[@]+"${init[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 }
 
 # pretrain ROW: Aff-Wild pretraining workdir of ROW (empty output if no Aff-Wild data).
 pretrain() {
   local row="$1" workdir="$CKPT_ROOT/affwild/$1"
   if [[ -n "${AFFWILD_DATA:-}" ]]; then
-    train "$row" "$workdir" "$AFFWILD_DATA" >&2
+    # Aff-Wild has no OMG-style validation split here: pretraining runs its steps and keeps the last.
+    EVAL_SPLIT="" train "$row" "$workdir" "$AFFWILD_DATA" >&2
     echo "$workdir"
   fi
 }
