@@ -317,10 +317,12 @@ def probe_video(path: str) -> dict:
       raise VideoError(path, _describe_unopenable(path))
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    ok, _ = cap.read()
-    if not ok:
+    ok, frame = cap.read()
+    if not ok or frame is None:
       raise VideoError(path, "no decodable frames (corrupt or truncated video)")
+    # The decoded frame's size, not the stream header's: they differ for videos with a
+    # rotation tag, which OpenCV applies, and boxes are in decoded pixels.
+    height, width = frame.shape[:2]
   finally:
     cap.release()
   if not fps or not math.isfinite(fps) or fps <= 0:

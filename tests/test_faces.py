@@ -52,9 +52,9 @@ def paste(frame, photo, centre, scale, region=PATCH, face_box=FACE):
   return face + [left, top, left, top]
 
 
-def write_mp4(path, frames, fps=10.0):
+def write_mp4(path, frames, fps=10.0, fourcc="mp4v"):
   h, w = frames[0].shape[:2]
-  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
   for f in frames:
     writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
   writer.release()
@@ -352,8 +352,9 @@ def _numbered_frames(n):
   return [np.full((64, 80, 3), 10 + 20 * i % 240, np.uint8) for i in range(n)]
 
 
-def test_process_video_frame_count_timestamps_and_cutting(tmp_path):
-  path = write_mp4(tmp_path / "v.mp4", _numbered_frames(12), fps=10.0)
+@pytest.mark.parametrize("fourcc,ext", [("mp4v", "mp4"), ("MJPG", "avi")])
+def test_process_video_frame_count_timestamps_and_cutting(tmp_path, fourcc, ext):
+  path = write_mp4(tmp_path / f"v.{ext}", _numbered_frames(12), fps=10.0, fourcc=fourcc)
   track = faces.process_video(path, faces.FULL_DETECTION, detector=FixedBox())
   assert track.crops.shape == (12, 96, 96, 3) and track.boxes.shape == (12, 4)
   np.testing.assert_allclose(track.timestamps, np.arange(12) / 10.0, atol=1e-9)
