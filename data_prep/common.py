@@ -101,11 +101,9 @@ def _process_detector(face_config):
   """One detector per process and setting: loading MTCNN costs seconds, not per item."""
   from omg_cnnrnn import faces
 
-  key = (face_config.min_face_size, face_config.min_confidence, face_config.detection_scale)
-  if key not in _DETECTORS:
-    _DETECTORS[key] = faces.MTCNNDetector(max(4, int(face_config.min_face_size * face_config.detection_scale)),
-                                          face_config.min_confidence)
-  return _DETECTORS[key]
+  if face_config not in _DETECTORS:
+    _DETECTORS[face_config] = faces.default_detector(face_config)
+  return _DETECTORS[face_config]
 
 
 def _item_paths(output_dir: str, item: Item) -> tuple[str, str]:
