@@ -52,10 +52,11 @@ def build_items(videos: str, annotations: str, fmt: str, split: str = "train"):
       continue
     try:
       if fmt == "affwild":
-        lab, mask = label_files.read_affwild(os.path.join(annotations, sp, "valence", f"{video}.txt"),
-                                             os.path.join(annotations, sp, "arousal", f"{video}.txt"))
+        frame_labels = label_files.read_affwild(os.path.join(annotations, sp, "valence", f"{video}.txt"),
+                                                os.path.join(annotations, sp, "arousal", f"{video}.txt"))
       else:
-        lab, mask = label_files.read_affwild2(os.path.join(annotations, f"{video}.txt"))
+        frame_labels = label_files.read_affwild2(os.path.join(annotations, f"{video}.txt"))
+      lab, mask = frame_labels.values, frame_labels.mask
     except label_files.LabelFileError as e:
       problems.append({**problem, "source": found[video], "reason": str(e)})
       continue

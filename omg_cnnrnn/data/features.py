@@ -6,13 +6,17 @@ context
   video, utterance, dataset, split, source (str); valence, arousal, fps (float);
   emotion (int, -1 where absent); num_frames (int); frame_width, frame_height (int)
 per-frame lists (one entry per decoded frame, never dropped)
-  frames (JPEG bytes of the RGB face crop), face_found (int 0/1), detected (int 0/1),
-  box (float x0, y0, x1, y1 in source pixels, NaN where no face), timestamp (float s),
-  frame_valence, frame_arousal (float), label_mask (int 0/1)
+  frames (JPEG bytes of the RGB face crop; a black crop where no face), face_found
+  (int 0/1), detected (int 0/1: the detector itself fired, rather than the tracker),
+  boxes (float x0, y0, x1, y1 in source-video pixels, NaN where no face), timestamp
+  (float seconds from the start of the source file), frame_valence, frame_arousal
+  (float; OMG: the utterance's label on every frame), label_mask (int 0/1: 1 where the
+  frame's label is valid; Aff-Wild2: 0 on its -5 frames)
 
 The writer (`encode_example`), the tf.data reader (`decode_example`, usable inside
-`Dataset.map`), the context-only reader (`decode_context`) and the NumPy reader
-(`decode_numpy`) all use the constants below; tests build fakes with `encode_example`.
+`Dataset.map`; the 0/1 lists come back as bool), the context-only reader
+(`decode_context`) and the NumPy reader (`decode_numpy`) all use the constants below,
+and tests build fakes with `encode_example`, so a key is spelled in one place only.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ FRAME_HEIGHT = "frame_height"
 FRAMES = "frames"
 FACE_FOUND = "face_found"
 DETECTED = "detected"
-BOX = "box"
+BOX = "boxes"
 TIMESTAMP = "timestamp"
 FRAME_VALENCE = "frame_valence"
 FRAME_AROUSAL = "frame_arousal"
@@ -46,6 +50,8 @@ LABEL_MASK = "label_mask"
 _CONTEXT_STR = (VIDEO, UTTERANCE, DATASET, SPLIT, SOURCE)
 _CONTEXT_FLOAT = (VALENCE, AROUSAL, FPS)
 _CONTEXT_INT = (EMOTION, NUM_FRAMES, FRAME_WIDTH, FRAME_HEIGHT)
+# Stored as int64 0/1 (SequenceExample has no bool), decoded as bool.
+_SEQUENCE_BOOL = (FACE_FOUND, DETECTED, LABEL_MASK)
 
 CONTEXT_SPEC = {
     **{k: tf.io.FixedLenFeature([], tf.string) for k in _CONTEXT_STR},
@@ -85,24 +91,51 @@ def encode_example(*, video: str, utterance: str, valence: float, arousal: float
                    face_found, boxes, timestamps, frame_valence=None, frame_arousal=None, label_mask=None,
                    detected=None, emotion: int = -1, fps: float = 0.0, dataset: str = "omg", split: str = "",
                    source: str = "", frame_size=(0, 0), jpeg_quality: int = 95) -> tf.train.SequenceExample:
-  """Builds the SequenceExample of one utterance.
+  """Builds the SequenceExample of one utterance (Aff-Wild: of one video).
 
   Args:
-    video, utterance: identifiers (OMG: video id and utterance file name).
-    valence, arousal: utterance-level labels (Aff-Wild: the mean of the valid frame labels).
-    crops: uint8 [T, S, S, 3] RGB face crops (or `jpegs`: already-encoded JPEG bytes [T]).
-    face_found: bool [T]; boxes: float [T, 4]; timestamps: float [T] seconds.
-    frame_valence, frame_arousal: float [T] per-frame labels (default: the utterance label).
+    video: video id (OMG: the CSV's `video`; Aff-Wild: the file stem).
+    utterance: utterance id (OMG: the CSV's `utterance`, e.g. `utterance_3.mp4`).
+    valence: utterance-level valence (Aff-Wild: the mean of the valid frame labels).
+    arousal: utterance-level arousal, likewise.
+    crops: uint8 [T, S, S, 3] RGB face crops; or give `jpegs`.
+    jpegs: already-encoded JPEG bytes [T] instead of `crops`.
+    face_found: bool [T].
+    boxes: float [T, 4] x0, y0, x1, y1 in source pixels (NaN where no face).
+    timestamps: float [T] seconds.
+    frame_valence: float [T] per-frame labels (default: `valence` on every frame).
+    frame_arousal: float [T], likewise.
     label_mask: bool [T], 1 where the frame's label is valid (default: all).
-    detected: bool [T], where the detector itself fired (default: face_found).
-    emotion: EmotionMaxVote class, -1 if absent. fps, dataset, split, source: provenance.
+    detected: bool [T], where the detector itself fired (default: `face_found`).
+    emotion: EmotionMaxVote class 0-6, -1 where absent.
+    fps: frame rate of the source.
+    dataset: "omg", "affwild" or "affwild2".
+    split: split name ("train", "validation", ...).
+    source: path of the source video.
     frame_size: (width, height) of the source video.
+    jpeg_quality: quality of the crops' JPEG encoding.
+
+  Returns:
+    The `tf.train.SequenceExample`.
+
+  Raises:
+    ValueError: no frames, crops of the wrong shape, or per-frame lists of other lengths
+      than the frames (the message names video/utterance).
   """
+  if (crops is None) == (jpegs is None):
+    raise ValueError(f"{video}/{utterance}: give exactly one of crops and jpegs")
   if jpegs is None:
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+      raise ValueError(f"{video}/{utterance}: crops must be uint8 [T, S, S, 3], got {crops.dtype} {crops.shape}")
     jpegs = [encode_jpeg(c, jpeg_quality) for c in crops]
   n = len(jpegs)
+  if not n:
+    raise ValueError(f"{video}/{utterance}: no frames")
   face_found = np.asarray(face_found, bool).reshape(-1)
-  boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+  boxes = np.asarray(boxes, np.float32)
+  if boxes.ndim != 2 or boxes.shape[1] != 4:
+    raise ValueError(f"{video}/{utterance}: boxes must be [T, 4], got {boxes.shape}")
   timestamps = np.asarray(timestamps, np.float32).reshape(-1)
   frame_valence = np.full(n, valence, np.float32) if frame_valence is None else np.asarray(frame_valence, np.float32)
   frame_arousal = np.full(n, arousal, np.float32) if frame_arousal is None else np.asarray(frame_arousal, np.float32)
@@ -134,12 +167,23 @@ def encode_example(*, video: str, utterance: str, valence: float, arousal: float
 
 
 def decode_example(serialized: tf.Tensor) -> dict:
-  """Serialized SequenceExample -> dict of tensors (context scalars and [T] / [T, 4] lists).
+  """Serialized SequenceExample -> dict of tensors.
 
-  Pure and graph-compatible: use it in `tf.data.Dataset.map`. Frames stay JPEG strings.
+  Pure and graph-compatible: use it in `tf.data.Dataset.map`. Frames stay JPEG strings
+  (decode them after windowing/shuffling, where it is cheapest).
+
+  Args:
+    serialized: scalar string tensor.
+
+  Returns:
+    Context scalars under the context keys, and per-frame tensors: `frames` string [T],
+    `face_found`, `detected`, `label_mask` bool [T], `boxes` float32 [T, 4], `timestamp`,
+    `frame_valence`, `frame_arousal` float32 [T].
   """
   context, sequence = tf.io.parse_single_sequence_example(
       serialized, context_features=CONTEXT_SPEC, sequence_features=SEQUENCE_SPEC)
+  for k in _SEQUENCE_BOOL:
+    sequence[k] = tf.cast(sequence[k], tf.bool)
   return {**context, **sequence}
 
 
@@ -150,7 +194,16 @@ def decode_context(serialized: tf.Tensor) -> dict:
 
 
 def decode_numpy(serialized: bytes) -> dict:
-  """NumPy view of one example: strings decoded, frames as uint8 [T, S, S, 3], bool masks."""
+  """NumPy view of one serialized example (what `read_prepared` yields).
+
+  Args:
+    serialized: the record's bytes.
+
+  Returns:
+    dict with the keys of `decode_example`: strings as `str`, context numbers as Python
+    scalars, `frames` uint8 [T, S, S, 3] (JPEG-decoded), the 0/1 lists as bool arrays,
+    the rest as NumPy arrays.
+  """
   ex = decode_example(tf.constant(serialized))
   out = {}
   for k, v in ex.items():
@@ -159,11 +212,8 @@ def decode_numpy(serialized: bytes) -> dict:
                 if v.shape[0] else np.zeros((0, 0, 0, 3), np.uint8))
     elif v.dtype == tf.string:
       out[k] = v.numpy().decode()
-    elif k in (FACE_FOUND, DETECTED, LABEL_MASK):
-      out[k] = v.numpy().astype(bool)
     elif v.shape.rank == 0:
       out[k] = v.numpy().item()
     else:
       out[k] = v.numpy()
-  out["boxes"] = out.pop(BOX)
   return out

@@ -1,11 +1,17 @@
 """Label files: the OMG-Emotion CSVs, Aff-Wild and Aff-Wild2 per-frame annotations.
 
 OMG-Emotion (`omg_TrainVideos.csv`, `omg_ValidationVideos.csv`): plain CSV, one header,
-columns `link,start,end,video,utterance,arousal,valence,EmotionMaxVote`; fields may
-carry trailing spaces (stripped here); arousal in [0, 1], valence in [-1, 1].
+columns `link,start,end,video,utterance,arousal,valence,EmotionMaxVote`, no quoting;
+fields may carry trailing spaces (stripped here); times in float seconds; arousal in
+[0, 1], valence in [-1, 1], EmotionMaxVote 0-6 (0 anger, 1 disgust, 2 fear, 3 happy,
+4 neutral, 5 sad, 6 surprise). A file without these columns is unusable (an error naming
+the file and the missing columns); a bad row is a `Problem` naming the row, and the rest
+of the file stays usable.
+
 Aff-Wild: `<video>.txt` per dimension, one value per frame in [-1, 1].
-Aff-Wild2: `<video>.txt` with a `valence,arousal` header then one `v,a` line per
-frame; `-5` marks a frame without annotation (kept, label-masked).
+Aff-Wild2: `<video>.txt` with a `valence,arousal` header then one `v,a` line per frame;
+`-5` marks a frame without annotation. Both readers return every frame (the timeline
+stays aligned with the video) with a label mask.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
+OMG_RANGES = {"arousal": (0.0, 1.0), "valence": (-1.0, 1.0)}
+NUM_EMOTIONS = 7
+AFFWILD_RANGE = (-1.0, 1.0)
 AFFWILD2_MISSING = -5.0
 
 
@@ -29,25 +38,38 @@ class Problem:
   """One bad row of a label file: reported by name, the rest is still processed."""
 
   path: str
-  row: int  # 1-based data row (header excluded); -1 for file-level problems
+  row: int  # 1-based data row (the header is line 1, so data row r is line r + 1)
   video: str
   utterance: str
   reason: str
 
   def __str__(self):
-    where = f"row {self.row}" if self.row >= 0 else "file"
-    return f"{self.path} {where} ({self.video}/{self.utterance}): {self.reason}"
+    return f"{self.path} row {self.row} (line {self.row + 1}, {self.video}/{self.utterance}): {self.reason}"
 
 
 def read_omg_table(path: str) -> pd.DataFrame:
-  """The raw OMG label table with stripped string fields; fails clearly on unusable files."""
+  """The raw OMG label table, every field a stripped string.
+
+  Args:
+    path: the CSV.
+
+  Returns:
+    DataFrame with (at least) the `OMG_COLUMNS`, in file order.
+
+  Raises:
+    LabelFileError: the file is missing, not a readable CSV, or lacks columns (the
+      message names the file and the missing columns).
+  """
   if not os.path.exists(path):
     raise LabelFileError(f"{path}: label file not found")
+  if os.path.isdir(path):
+    raise LabelFileError(f"{path}: is a directory, not a label CSV")
   try:
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    # utf-8-sig: a spreadsheet's byte-order mark would otherwise glue itself to `link`.
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
   except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
     raise LabelFileError(f"{path}: not a readable CSV ({e})") from None
-  table.columns = [c.strip() for c in table.columns]
+  table.columns = [str(c).strip() for c in table.columns]
   missing = [c for c in OMG_COLUMNS if c not in table.columns]
   if missing:
     raise LabelFileError(f"{path}: missing columns {missing} (found {list(table.columns)})")
@@ -56,19 +78,38 @@ def read_omg_table(path: str) -> pd.DataFrame:
   return table
 
 
+def _is_safe_name(name: str) -> bool:
+  # Ids become path components under the video root: no separators, no parent links.
+  return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
 def validate_omg_labels(table: pd.DataFrame, path: str) -> tuple[pd.DataFrame, list[Problem]]:
-  """Splits a raw table into usable rows (typed) and problems (NaN/out-of-range labels, bad times, duplicates)."""
+  """Splits a raw table into usable rows (typed) and problems.
+
+  A row is a problem if its video or utterance is empty or not a plain file name, a label
+  is not a number or outside its range, start/end are not numbers, start is negative,
+  end <= start, EmotionMaxVote is neither empty nor a class 0-6, or its (video, utterance)
+  repeats an earlier row (the earlier row is kept).
+
+  Args:
+    table: from `read_omg_table`.
+    path: the file, for the messages.
+
+  Returns:
+    (good rows with float start/end/arousal/valence and int EmotionMaxVote (-1 where
+    empty), in file order; problems, in file order).
+  """
   problems = []
   keep = []
   numeric = {c: pd.to_numeric(table[c], errors="coerce") for c in ("start", "end", "arousal", "valence")}
-  emotion = pd.to_numeric(table["EmotionMaxVote"], errors="coerce")
+  emotion = pd.to_numeric(table["EmotionMaxVote"].replace("", "-1"), errors="coerce")
   seen = {}
   for i in range(len(table)):
     video, utt = table["video"].iat[i], table["utterance"].iat[i]
     reasons = []
-    if not video or not utt:
-      reasons.append("empty video or utterance")
-    for c, lo, hi in (("arousal", 0.0, 1.0), ("valence", -1.0, 1.0)):
+    if not _is_safe_name(video) or not _is_safe_name(utt):
+      reasons.append(f"video {video!r} / utterance {utt!r} empty or not a plain file name")
+    for c, (lo, hi) in OMG_RANGES.items():
       v = numeric[c].iat[i]
       if np.isnan(v):
         reasons.append(f"{c} is not a number ({table[c].iat[i]!r})")
@@ -77,8 +118,13 @@ def validate_omg_labels(table: pd.DataFrame, path: str) -> tuple[pd.DataFrame, l
     start, end = numeric["start"].iat[i], numeric["end"].iat[i]
     if np.isnan(start) or np.isnan(end):
       reasons.append(f"start/end not numbers ({table['start'].iat[i]!r}, {table['end'].iat[i]!r})")
+    elif start < 0:
+      reasons.append(f"start {start:g} < 0")
     elif end <= start:
       reasons.append(f"end {end:g} <= start {start:g}")
+    e = emotion.iat[i]
+    if not (e == -1 or (e in range(NUM_EMOTIONS))):
+      reasons.append(f"EmotionMaxVote {table['EmotionMaxVote'].iat[i]!r} is not a class 0-{NUM_EMOTIONS - 1}")
     key = (video, utt)
     if key in seen:
       reasons.append(f"duplicate (video, utterance) of row {seen[key] + 1}")
@@ -91,7 +137,7 @@ def validate_omg_labels(table: pd.DataFrame, path: str) -> tuple[pd.DataFrame, l
   good = table.iloc[keep].copy()
   for c in ("start", "end", "arousal", "valence"):
     good[c] = numeric[c].iloc[keep].astype(float)
-  good["EmotionMaxVote"] = emotion.iloc[keep].fillna(-1).astype(int)
+  good["EmotionMaxVote"] = emotion.iloc[keep].astype(int)
   return good.reset_index(drop=True), problems
 
 
@@ -100,42 +146,133 @@ def read_omg_labels(path: str, strict: bool = True) -> pd.DataFrame:
 
   Args:
     path: the CSV.
-    strict: raise on any bad row (naming the rows); else drop them silently (use
-      `validate_omg_labels` to get the problems).
+    strict: raise on any bad row (naming the rows); else leave them out (use
+      `validate_omg_labels` to get them as problems).
+
+  Returns:
+    The good rows (see `validate_omg_labels`).
+
+  Raises:
+    LabelFileError: an unusable file, or bad rows when `strict`.
   """
   good, problems = validate_omg_labels(read_omg_table(path), path)
   if problems and strict:
     listed = "\n  ".join(str(p) for p in problems[:10])
-    raise LabelFileError(f"{path}: {len(problems)} bad rows:\n  {listed}")
+    more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    raise LabelFileError(f"{path}: {len(problems)} bad rows:\n  {listed}{more}")
   return good
 
 
-def read_affwild(valence_path: str, arousal_path: str) -> tuple[np.ndarray, np.ndarray]:
-  """Aff-Wild per-frame labels -> ([n, 2] valence/arousal, [n] label mask)."""
-  values = []
-  for path in (valence_path, arousal_path):
-    if not os.path.exists(path):
-      raise LabelFileError(f"{path}: annotation file not found")
-    try:
-      values.append(np.loadtxt(path, dtype=np.float64, ndmin=1))
-    except ValueError as e:
-      raise LabelFileError(f"{path}: not one number per line ({e})") from None
-  if len(values[0]) != len(values[1]):
-    raise LabelFileError(f"{valence_path} has {len(values[0])} frames, {arousal_path} {len(values[1])}")
-  labels = np.stack(values, axis=1)
-  mask = np.all(np.isfinite(labels) & (np.abs(labels) <= 1.0), axis=1)
-  return np.where(mask[:, None], labels, 0.0), mask
+@dataclasses.dataclass
+class FrameLabels:
+  """Per-frame labels of one video, every annotation line kept.
+
+  Attributes:
+    values: float [n, 2] (valence, arousal); 0 where masked.
+    mask: bool [n], True where the frame's label is valid.
+    invalid_lines: 1-based file lines holding a value that is neither in [-1, 1] nor the
+      Aff-Wild2 "no annotation" mark (masked too; reported, since they mean a bad file).
+    paths: the file(s) read.
+  """
+
+  values: np.ndarray
+  mask: np.ndarray
+  invalid_lines: list[int]
+  paths: tuple[str, ...]
+
+  def __len__(self):
+    return len(self.values)
+
+  def describe_invalid(self) -> str:
+    """'' or a one-line account of the invalid values, naming the files and lines."""
+    if not self.invalid_lines:
+      return ""
+    lines = ", ".join(map(str, self.invalid_lines[:5])) + (" ..." if len(self.invalid_lines) > 5 else "")
+    return (f"{len(self.invalid_lines)} label lines outside [-1, 1] or not numbers, masked "
+            f"({' / '.join(self.paths)} lines {lines})")
 
 
-def read_affwild2(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """Aff-Wild2 `valence,arousal` file -> ([n, 2], [n] mask; -5 frames masked)."""
+def _check_file(path: str) -> None:
   if not os.path.exists(path):
     raise LabelFileError(f"{path}: annotation file not found")
-  try:
-    labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-  except ValueError as e:
-    raise LabelFileError(f"{path}: expected a 'valence,arousal' header and 'v,a' lines ({e})") from None
-  if labels.shape[1] != 2:
-    raise LabelFileError(f"{path}: expected 2 columns, found {labels.shape[1]}")
-  mask = np.all((labels != AFFWILD2_MISSING) & np.isfinite(labels) & (np.abs(labels) <= 1.0), axis=1)
-  return np.where(mask[:, None], labels, 0.0), mask
+  if os.path.getsize(path) == 0:
+    raise LabelFileError(f"{path}: empty annotation file")
+
+
+def _numbers(path: str, lines: list[str], columns: int, first_line: int) -> tuple[np.ndarray, np.ndarray]:
+  """(values [n, columns], their 1-based file lines) of the non-empty lines; errors name the line."""
+  out, where = [], []
+  for j, line in enumerate(lines):
+    text = line.strip()
+    if not text:
+      continue
+    fields = [f.strip() for f in text.split(",")]
+    if len(fields) != columns:
+      raise LabelFileError(f"{path} line {first_line + j}: expected {columns} value(s), found {len(fields)} ({text!r})")
+    try:
+      out.append([float(f) for f in fields])
+    except ValueError:
+      raise LabelFileError(f"{path} line {first_line + j}: not a number ({text!r})") from None
+    where.append(first_line + j)
+  if not out:
+    raise LabelFileError(f"{path}: no annotation lines")
+  return np.asarray(out, np.float64).reshape(-1, columns), np.asarray(where)
+
+
+def _frame_labels(values: np.ndarray, paths: tuple[str, ...], lines: np.ndarray, missing=None) -> FrameLabels:
+  lo, hi = AFFWILD_RANGE
+  valid = np.isfinite(values) & (values >= lo) & (values <= hi)
+  marked = np.zeros_like(valid) if missing is None else (values == missing)
+  mask = valid.all(axis=1)
+  bad_rows = np.flatnonzero((~valid & ~marked).any(axis=1))
+  return FrameLabels(values=np.where(mask[:, None], values, 0.0), mask=mask,
+                     invalid_lines=[int(lines[r]) for r in bad_rows], paths=paths)
+
+
+def read_affwild(valence_path: str, arousal_path: str) -> FrameLabels:
+  """Aff-Wild per-frame labels: one value per line in each of the two files.
+
+  Args:
+    valence_path: `.../valence/<video>.txt`.
+    arousal_path: `.../arousal/<video>.txt`.
+
+  Returns:
+    FrameLabels; values outside [-1, 1] or NaN are masked and listed.
+
+  Raises:
+    LabelFileError: a missing/empty file, a line that is not one number, or the two
+      files disagreeing on the number of frames.
+  """
+  columns = []
+  for path in (valence_path, arousal_path):
+    _check_file(path)
+    with open(path, encoding="utf-8-sig") as f:
+      columns.append(_numbers(path, f.read().splitlines(), 1, first_line=1))
+  (valence, lines), (arousal, _) = columns
+  if len(valence) != len(arousal):
+    raise LabelFileError(f"{valence_path} has {len(valence)} frames, {arousal_path} {len(arousal)}")
+  return _frame_labels(np.concatenate([valence, arousal], axis=1), (valence_path, arousal_path), lines)
+
+
+def read_affwild2(path: str) -> FrameLabels:
+  """Aff-Wild2 `valence,arousal` file.
+
+  Args:
+    path: `<video>.txt`: header `valence,arousal`, then one `v,a` line per frame.
+
+  Returns:
+    FrameLabels; `-5` frames are masked (expected), other values outside [-1, 1] masked
+    and listed.
+
+  Raises:
+    LabelFileError: a missing/empty file, another header (e.g. an expression or action
+      unit file), or a line that is not two numbers.
+  """
+  _check_file(path)
+  with open(path, encoding="utf-8-sig") as f:
+    lines = f.read().splitlines()
+  header = [h.strip().lower() for h in lines[0].split(",")]
+  if header != ["valence", "arousal"]:
+    raise LabelFileError(f"{path}: header {lines[0]!r}, expected 'valence,arousal' (an Aff-Wild2 VA file)")
+  values, where = _numbers(path, lines[1:], 2, first_line=2)
+  return _frame_labels(values, (path,), where, missing=AFFWILD2_MISSING)
