@@ -12,7 +12,7 @@ import pytest
 
 from data_prep import common, prepare_affwild, prepare_omg, synthesize, synthetic_faces
 from omg_cnnrnn import faces
-from omg_cnnrnn.data import read_prepared
+from omg_cnnrnn.data import features, read_prepared, records
 
 CONFIG = faces.FaceConfig()
 
@@ -120,8 +120,8 @@ def test_job_array_shards_partition_the_inputs(synth, tmp_path):
     _prepare(csv, videos, tmp_path / "out", shard_index=i, num_shards=2)
   files = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "out" / "*.tfrecord")))
   assert files == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
-  per_shard = [{u["utterance"] + u["video"] for u in read_prepared(str(tmp_path / "out"), "train-0000%d" % i)}
-               for i in range(2)]
+  per_shard = [{(ex["video"], ex["utterance"]) for ex in map(features.decode_numpy, records.read_records(str(p)))}
+               for p in sorted((tmp_path / "out").glob("train-*.tfrecord"))]
   assert per_shard[0] and per_shard[1] and not per_shard[0] & per_shard[1]
   assert len(per_shard[0] | per_shard[1]) == len(pd.read_csv(csv))
 
