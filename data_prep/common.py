@@ -1,303 +1,564 @@
-"""The engine shared by `prepare_omg` and `prepare_affwild`: work items, workers, resume, shards, manifest.
+"""The engine shared by `prepare_omg` and `prepare_affwild`: items, workers, resume, shards, manifest.
 
-- Each input (an OMG utterance, an Aff-Wild video) is one `Item`. A worker process runs
-  the face pipeline on it and writes its SequenceExample to
-  `<output_dir>/.items/<split>/<key>.tfrecord` and its manifest row to `<key>.json`, each
-  atomically (temp file, then rename). A rerun skips items whose row says "ok": an
-  interrupted run resumes where it stopped.
-- Shards are assembled from the item files in input order, so an interrupted-then-resumed
-  run writes byte-identical shards to an uninterrupted one.
-- `--shard_index/--num_shards` give each job of a cluster array a deterministic slice of
-  the inputs (item i goes to job i mod num_shards); each job writes the shard
-  `<split>-<shard_index>-of-<num_shards>.tfrecord`. A single job writes `--output_shards`
-  shards.
+- Each input (an OMG utterance, an Aff-Wild video) is one `Item`. A worker runs the face
+  pipeline (`omg_cnnrnn.faces.process_video`) on it and writes its serialized
+  SequenceExample to `<output_dir>/.items/<split>/<key>.pb` and its manifest row to
+  `<key>.json`, each atomically (unique temp file, fsync, rename), the row last.
+- Resume: a rerun skips an item whose row says it was prepared, whose record is on disk
+  with the checksum the row names, and whose fingerprint matches: the item's labels,
+  times and paths, the source file's size and modification time, the face settings and
+  the record format. Change any of them and the item is prepared again; errors are always
+  retried (the input may have been fixed).
+- Shards are assembled from the item records after processing, in input order, so an
+  interrupted-then-resumed run writes byte-identical shards to an uninterrupted one (the
+  face pipeline is deterministic for a given input and setting).
+- A single job writes each split as `<split>-NNNNN-of-MMMMM.tfrecord`, contiguous runs of
+  the input order (reading the shards in name order gives the CSV order back);
+  `--output_shards=0` picks about 128 MiB a shard. A cluster job array
+  (`--shard_index=i --num_shards=n`, every job given the same inputs) has job i prepare
+  items i, i + n, i + 2n, ... and write `<split>-0000i-of-0000n.tfrecord`.
 - Bad inputs are reported by name with the reason, on stderr and in the manifest, while
-  the rest are processed; `--strict` turns any of them into a failure (non-zero exit)
-  once everything else is written.
+  the rest are processed; `--strict` turns any of them (warnings included, e.g. masked
+  out-of-range Aff-Wild labels) into a non-zero exit once everything else is written.
+- manifest.json lists every input of every split prepared into the directory (status
+  ok / skipped-existing / error, or pending: another job's item not prepared yet), with
+  reason, frame count, faces found and shard, plus per-split statistics. Each run and
+  each job rewrites it under a lock from all item rows on disk, so after the last job of
+  an array it is complete.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import re
 import sys
+import time
+import traceback
+from typing import Callable
 
 import numpy as np
 from absl import flags
 
+from omg_cnnrnn import faces
+from omg_cnnrnn.data import features, labels, records
+
 ITEMS_DIR = ".items"
+MANIFEST = "manifest.json"
+# Part of every item's fingerprint: bump it when the record layout changes, so resumed
+# runs redo items written by an older version instead of mixing formats.
+RECORD_VERSION = 2
+PREPARED = ("ok", "skipped-existing")
+SHARD_TARGET_BYTES = 128 * 2**20
 
 
 @dataclasses.dataclass
 class Item:
-  """One input to prepare."""
+  """One input to prepare: an OMG utterance or an Aff-Wild video."""
 
-  key: str  # unique within the split; also the file name stem
+  key: str  # unique within the split; the stem of its files under .items/<split>/
   video: str
   utterance: str
-  source: str  # video file
-  dataset: str
+  source: str  # the video file
+  dataset: str  # "omg", "affwild", "affwild2"
   split: str
-  start: float | None = None
+  row: int  # 1-based position in the input (CSV data row, annotation file), for reports
+  order: int  # position among all items: job-array slice and shard order
+  start: float | None = None  # seconds; None: the whole file
   end: float | None = None
   valence: float = 0.0
   arousal: float = 0.0
   emotion: int = -1
-  frame_labels: np.ndarray | None = None  # [n, 2] per-frame labels (Aff-Wild)
-  frame_mask: np.ndarray | None = None  # [n] valid labels (Aff-Wild)
-  order: int = 0  # position in the input list (shard order)
+  frame_labels: labels.FrameLabels | None = None  # per-frame labels (Aff-Wild)
+  initial_target: str | None = None  # the face a track starts on (Aff-Wild2 _left/_right)
+  warnings: tuple[str, ...] = ()  # known before processing (e.g. masked out-of-range labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How items are processed; all of it goes into the fingerprints."""
+
+  face: faces.FaceConfig = faces.FaceConfig()
+  jpeg_quality: int = 95
+  # Aff-Wild: annotation lines vs decoded frames may differ by max(2, this x frames)
+  # (a warning; labels are aligned from the first frame); more is an error.
+  frame_mismatch_tolerance: float = 0.02
 
 
 def safe_key(*parts: str) -> str:
-  """A file-system-safe, unique stem for (video, utterance)."""
+  """A file-system-safe stem for (video, utterance), unique by its hash suffix."""
   text = "__".join(parts)
   stem = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:120]
   return f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
+# ---------------------------------------------------------------------------------- flags
 def define_flags():
-  """Flags shared by both commands."""
+  """Flags shared by both commands; detector defaults are FaceConfig's own."""
+  d = faces.FaceConfig()
   flags.DEFINE_string("output_dir", None, "Where the shards and manifest.json go.")
-  flags.DEFINE_integer("num_workers", 1, "Worker processes (each loads its own detector).")
+  flags.DEFINE_integer("num_workers", 1, "Worker processes over videos (each builds its own detector once).")
   flags.DEFINE_integer("shard_index", 0, "This job's index in a cluster job array.")
-  flags.DEFINE_integer("num_shards", 1, "Number of jobs in the array (1: a single job).")
-  flags.DEFINE_integer("output_shards", 2, "Shards a single job writes per split.")
-  flags.DEFINE_bool("strict", False, "Fail (non-zero exit) on any bad input, after processing the rest.")
+  flags.DEFINE_integer("num_shards", 1, "Jobs in the array (1: a single job writing --output_shards shards).")
+  flags.DEFINE_integer("output_shards", 0, "Shards a single job writes per split (0: about 128 MiB each).")
+  flags.DEFINE_bool("strict", False, "Exit non-zero on any bad input (after preparing everything else).")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
-  flags.DEFINE_integer("detect_every", 5, "Run the detector every k frames, optical flow in between.")
-  flags.DEFINE_float("detection_scale", 0.5, "Downscale factor of frames given to the detector.")
-  flags.DEFINE_float("margin", 0.1, "Crop margin, fraction of the box's larger side on each side.")
-  flags.DEFINE_integer("max_hold_frames", 5, "Frames the last box is held after a miss.")
-  flags.DEFINE_integer("crop_size", 96, "Face crop size (paper: 96).")
+  flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored face crops.")
+  flags.DEFINE_integer("crop_size", d.crop_size, "Face crop side in pixels (paper: 96).")
+  flags.DEFINE_float("margin", d.margin, "Crop margin: fraction of the box's larger side added on each side.")
+  flags.DEFINE_integer("max_hold_frames", d.max_hold_frames, "Frames the last box is held after a miss.")
+  flags.DEFINE_integer("detect_every", d.detect_every, "Run the detector every k frames, optical flow between.")
+  flags.DEFINE_float("detection_scale", d.detection_scale, "Downscale of the frame for whole-frame detection.")
+  flags.DEFINE_integer("min_face_size", d.min_face_size, "Smallest face accepted, source pixels.")
+  flags.DEFINE_float("min_confidence", d.min_confidence, "Smallest detector confidence accepted.")
+  flags.DEFINE_bool("roi_detection", d.roi_detection, "While tracking, detect in a window around the face.")
+  flags.DEFINE_enum("initial_target", d.initial_target, list(faces.INITIAL_TARGETS),
+                    "Which face a track starts on.")
 
 
-def face_config_from_flags():
-  from omg_cnnrnn import faces
-
+def settings_from_flags(**overrides) -> Settings:
+  """Settings from the shared flags (call from a main())."""
   f = flags.FLAGS
-  return faces.FaceConfig(crop_size=f.crop_size, margin=f.margin, max_hold_frames=f.max_hold_frames,
-                          detect_every=f.detect_every, detection_scale=f.detection_scale)
+  face = faces.FaceConfig(crop_size=f.crop_size, margin=f.margin, max_hold_frames=f.max_hold_frames,
+                          detect_every=f.detect_every, detection_scale=f.detection_scale,
+                          min_face_size=f.min_face_size, min_confidence=f.min_confidence,
+                          roi_detection=f.roi_detection, initial_target=f.initial_target)
+  return Settings(face=face, jpeg_quality=f.jpeg_quality, **overrides)
 
 
-# ------------------------------------------------------------------------------------- workers
-_TRACKER_CONFIG = None
+def run_from_flags(items: list[Item], problems: list[dict], settings: Settings) -> dict:
+  """`run` with the shared flags."""
+  f = flags.FLAGS
+  return run(items, f.output_dir, problems, settings, num_workers=f.num_workers, shard_index=f.shard_index,
+             num_shards=f.num_shards, output_shards=f.output_shards, strict=f.strict, progress=f.progress)
 
 
-def _init_worker(face_config):
-  global _TRACKER_CONFIG
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  _TRACKER_CONFIG = face_config
-
-
-_DETECTORS: dict = {}
-
-
-def _process_detector(face_config):
-  """One detector per process and setting: loading MTCNN costs seconds, not per item."""
-  from omg_cnnrnn import faces
-
-  if face_config not in _DETECTORS:
-    _DETECTORS[face_config] = faces.default_detector(face_config)
-  return _DETECTORS[face_config]
-
-
+# ------------------------------------------------------------------------------- items
 def _item_paths(output_dir: str, item: Item) -> tuple[str, str]:
   base = os.path.join(output_dir, ITEMS_DIR, item.split, item.key)
-  return base + ".tfrecord", base + ".json"
+  return base + ".pb", base + ".json"
 
 
 def _write_json(path: str, value) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True, default=float)
-  os.replace(path + ".tmp", path)
+  records.write_atomic(path, json.dumps(value, indent=1, sort_keys=True, default=_jsonable).encode())
 
 
-def process_item(item: Item, output_dir: str, face_config=None, detector=None) -> dict:
-  """Runs the face pipeline on one item and writes its record; returns its manifest row."""
-  from omg_cnnrnn import faces
-  from omg_cnnrnn.data import features, records
+def _jsonable(value):
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  return str(value)
 
-  face_config = face_config or _TRACKER_CONFIG or faces.FaceConfig()
-  detector = detector or _process_detector(face_config)
-  record_path, row_path = _item_paths(output_dir, item)
-  row = {"key": item.key, "video": item.video, "utterance": item.utterance, "split": item.split,
-         "source": item.source, "dataset": item.dataset, "order": item.order}
+
+def _read_json(path: str):
   try:
-    track = faces.process_video(item.source, face_config, detector, start=item.start, end=item.end)
-  except faces.VideoError as e:
-    row.update(status="error", reason=e.reason)
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def fingerprint(item: Item, settings: Settings) -> str:
+  """What an item's record depends on; a stored record is reused only if it matches."""
+  try:
+    st = os.stat(item.source)
+    stat = [st.st_size, st.st_mtime_ns]
+  except OSError:
+    stat = None
+  fields = {k: v for k, v in dataclasses.asdict(item).items() if k not in ("order", "row", "frame_labels", "warnings")}
+  if item.frame_labels is not None:
+    fields["frame_labels"] = hashlib.sha1(np.ascontiguousarray(item.frame_labels.values).tobytes() +
+                                          np.ascontiguousarray(item.frame_labels.mask).tobytes()).hexdigest()
+  text = json.dumps({"item": fields, "stat": stat, "settings": dataclasses.asdict(settings),
+                     "version": RECORD_VERSION}, sort_keys=True, default=str)
+  return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _base_row(item: Item) -> dict:
+  return {"key": item.key, "video": item.video, "utterance": item.utterance, "split": item.split,
+          "source": item.source, "dataset": item.dataset, "row": item.row, "order": item.order,
+          "warnings": list(item.warnings)}
+
+
+# ------------------------------------------------------------------------------- workers
+_WORKER: dict = {}
+
+
+def _init_worker(detector_factory, threads: int) -> None:
+  """Per worker process: quiet TensorFlow, a share of the cores, the detector factory."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  _WORKER["factory"] = detector_factory
+  if threads:
+    # Several workers each using every core would oversubscribe the machine.
+    import cv2
+    import tensorflow as tf
+
+    cv2.setNumThreads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _detector(face_config: faces.FaceConfig):
+  """One detector per process and setting (loading MTCNN costs seconds, not per item)."""
+  cache = _WORKER.setdefault("detectors", {})
+  if face_config not in cache:
+    factory = _WORKER.get("factory") or faces.default_detector
+    cache[face_config] = factory(face_config)
+  return cache[face_config]
+
+
+def _align_labels(item: Item, n: int, tolerance: float) -> tuple[np.ndarray, np.ndarray, str]:
+  """Per-frame labels [n, 2], mask [n] and a note for an annotation of another length."""
+  fl = item.frame_labels
+  m = len(fl)
+  lab = np.zeros((n, 2), np.float32)
+  mask = np.zeros(n, bool)
+  k = min(m, n)
+  lab[:k], mask[:k] = fl.values[:k], fl.mask[:k]
+  note = ""
+  if m != n:
+    allowed = max(2, math.ceil(tolerance * n))
+    what = f"annotation {'/'.join(fl.paths)} has {m} frames, the video {n}"
+    if abs(m - n) > allowed:
+      raise ValueError(f"{what}: more than {allowed} apart, probably not this video's annotation")
+    note = what + (": extra annotation lines ignored" if m > n else ": frames past the annotation masked")
+  return lab, mask, note
+
+
+def process_item(item: Item, output_dir: str, settings: Settings, detector=None, fp: str | None = None) -> dict:
+  """Runs the face pipeline on one item and writes its record; returns its manifest row.
+
+  Args:
+    item: the input.
+    output_dir: the prepared directory.
+    settings: face, JPEG and alignment settings.
+    detector: a `faces.Detector` (None: this process's default detector).
+    fp: the item's fingerprint (computed if None).
+
+  Returns:
+    The row (also written to `.items/<split>/<key>.json`): status "ok" or "error" with a
+    reason, frame and face counts, labels, the record's size and checksum.
+  """
+  t0 = time.perf_counter()
+  record_path, row_path = _item_paths(output_dir, item)
+  row = {**_base_row(item), "fingerprint": fp or fingerprint(item, settings)}
+  config = settings.face
+  if item.initial_target and item.initial_target != config.initial_target:
+    config = dataclasses.replace(config, initial_target=item.initial_target)
+
+  def fail(reason):
+    row.update(status="error", reason=reason, seconds=time.perf_counter() - t0)
     _write_json(row_path, row)
     return row
+
+  try:
+    track = faces.process_video(item.source, config, detector or _detector(config), start=item.start, end=item.end)
+  except faces.VideoError as e:
+    return fail(e.reason)
+  except Exception as e:  # noqa: BLE001 -- one odd file must not stop the other thousands
+    traceback.print_exc(file=sys.stderr)
+    return fail(f"unexpected {type(e).__name__} while reading or tracking: {e}")
   n = len(track.face_found)
   row.update(num_frames=n, faces_found=int(track.face_found.sum()), detections=int(track.detected.sum()),
-             fps=track.fps)
+             fps=track.fps, frame_size=list(track.frame_size))
   if not track.face_found.any():
-    row.update(status="error", reason=f"no face found in any of its {n} frames")
-    _write_json(row_path, row)
-    return row
+    return fail(f"no face found in any of its {n} frames")
   frame_valence = frame_arousal = label_mask = None
   valence, arousal = item.valence, item.arousal
   if item.frame_labels is not None:
-    labels, mask = item.frame_labels, item.frame_mask
-    m = len(labels)
-    if m != n:
-      row["note"] = (f"annotation has {m} frames, the video {n}: " +
-                     ("extra annotation lines ignored" if m > n else "frames past the annotation masked"))
-    lab = np.zeros((n, 2), np.float32)
-    msk = np.zeros(n, bool)
-    k = min(m, n)
-    lab[:k], msk[:k] = labels[:k], mask[:k]
-    frame_valence, frame_arousal, label_mask = lab[:, 0], lab[:, 1], msk
-    valence = float(lab[msk, 0].mean()) if msk.any() else 0.0
-    arousal = float(lab[msk, 1].mean()) if msk.any() else 0.0
-    row["labelled_frames"] = int(msk.sum())
+    try:
+      lab, label_mask, note = _align_labels(item, n, settings.frame_mismatch_tolerance)
+    except ValueError as e:
+      return fail(str(e))
+    if note:
+      row["warnings"].append(note)
+    frame_valence, frame_arousal = lab[:, 0], lab[:, 1]
+    valence = float(lab[label_mask, 0].mean()) if label_mask.any() else 0.0
+    arousal = float(lab[label_mask, 1].mean()) if label_mask.any() else 0.0
+    row["labelled_frames"] = int(label_mask.sum())
   example = features.encode_example(
       video=item.video, utterance=item.utterance, valence=valence, arousal=arousal, crops=track.crops,
       face_found=track.face_found, detected=track.detected, boxes=track.boxes, timestamps=track.timestamps,
       frame_valence=frame_valence, frame_arousal=frame_arousal, label_mask=label_mask, emotion=item.emotion,
-      fps=track.fps, dataset=item.dataset, split=item.split, source=item.source, frame_size=track.frame_size)
-  os.makedirs(os.path.dirname(record_path), exist_ok=True)
-  records.write_records(record_path, [example.SerializeToString()])
-  row.update(status="ok", valence=valence, arousal=arousal)
+      fps=track.fps, dataset=item.dataset, split=item.split, source=item.source, frame_size=track.frame_size,
+      jpeg_quality=settings.jpeg_quality)
+  serialized = features.serialize(example)
+  records.write_atomic(record_path, serialized)
+  row.update(status="ok", reason="", valence=valence, arousal=arousal, bytes=len(serialized),
+             sha1=hashlib.sha1(serialized).hexdigest(), seconds=time.perf_counter() - t0)
   _write_json(row_path, row)
   return row
 
 
-def _done(output_dir: str, item: Item) -> dict | None:
+def _finished(output_dir: str, item: Item, fp: str) -> dict | None:
+  """The item's row if its record is on disk, intact and made from the same inputs."""
   record_path, row_path = _item_paths(output_dir, item)
-  if os.path.exists(row_path) and os.path.exists(record_path):
-    with open(row_path) as f:
-      row = json.load(f)
-    if row.get("status") == "ok":
-      return row
-  return None
+  row = _read_json(row_path)
+  if not row or row.get("status") not in PREPARED or row.get("fingerprint") != fp:
+    return None
+  try:
+    with open(record_path, "rb") as f:
+      data = f.read()
+  except OSError:
+    return None
+  return row if hashlib.sha1(data).hexdigest() == row.get("sha1") else None
 
 
-def run(items: list[Item], output_dir: str, problems: list[dict], face_config, num_workers: int = 1,
-        shard_index: int = 0, num_shards: int = 1, output_shards: int = 2, strict: bool = False,
-        progress: bool = True) -> dict:
-  """Prepares `items` (this job's slice), assembles shards, writes the manifest.
+def _say(message: str) -> None:
+  from tqdm import tqdm
+
+  tqdm.write(message, file=sys.stderr)  # between progress-bar redraws, not through them
+
+
+def _report(row: dict) -> dict:
+  where = f"{row['source']} ({row['video']}/{row['utterance']})"
+  if row.get("status") not in PREPARED:
+    _say(f"[prepare] ERROR {where}: {row['reason']}")
+  for w in row.get("warnings", []):
+    _say(f"[prepare] WARNING {where}: {w}")
+  return row
+
+
+# ---------------------------------------------------------------------------------- run
+def run(items: list[Item], output_dir: str, problems: list[dict], settings: Settings = Settings(),
+        num_workers: int = 1, shard_index: int = 0, num_shards: int = 1, output_shards: int = 0,
+        strict: bool = False, progress: bool = True, detector=None,
+        detector_factory: Callable | None = None) -> dict:
+  """Prepares this job's slice of `items`, assembles its shards, rewrites the manifest.
 
   Args:
-    items: every input, in input order (all jobs see the same list).
-    output_dir: output directory.
-    problems: input-level problems found before processing (bad label rows...), as manifest rows.
-    face_config: faces.FaceConfig.
-    num_workers: worker processes.
-    shard_index, num_shards: this job's slice of a job array.
-    output_shards: shards per split for a single job.
-    strict: return a failure summary (the caller exits non-zero) if anything went wrong.
+    items: every input, in input order (every job of an array sees the same list).
+    output_dir: the prepared directory.
+    problems: inputs rejected before processing (bad label rows, annotations without a
+      video...), as manifest rows with `split`, `video`, `utterance`, `row`, `source`,
+      `reason`, and `status` "error" (default) or "ignored" (listed, not a failure).
+    settings: processing settings.
+    num_workers: worker processes (1: in this process).
+    shard_index: this job's index in a job array.
+    num_shards: jobs in the array.
+    output_shards: shards per split for a single job (0: about 128 MiB each).
+    strict: raise SystemExit naming every bad input, after everything else is written.
     progress: tqdm progress bar.
+    detector: a `faces.Detector` to use in this process (tests; needs num_workers=1).
+    detector_factory: picklable `FaceConfig -> Detector` for every worker (default MTCNN).
 
   Returns:
-    The manifest.
+    The manifest (also written to `<output_dir>/manifest.json`).
+
+  Raises:
+    ValueError: bad shard arguments or split names.
+    SystemExit: with `strict`, when any input was bad.
   """
   from tqdm import tqdm
 
   if not 0 <= shard_index < num_shards:
-    raise ValueError(f"--shard_index={shard_index} outside [0, {num_shards})")
+    raise ValueError(f"--shard_index={shard_index} outside [0, --num_shards={num_shards})")
+  for split in {it.split for it in items} | {p["split"] for p in problems}:
+    records.check_split(split)
+  keys = [(it.split, it.key) for it in items]
+  if len(set(keys)) != len(keys):
+    raise ValueError("two items share a key: their files would overwrite each other")
+  os.makedirs(output_dir, exist_ok=True)
+  fps_ = {it.key: fingerprint(it, settings) for it in items}
   mine = [it for it in items if it.order % num_shards == shard_index]
   todo, rows = [], {}
   for it in mine:
-    done = _done(output_dir, it)
+    done = _finished(output_dir, it, fps_[it.key])
     if done is not None:
-      rows[it.key] = {**done, "status": "ok", "resumed": True}
+      rows[it.key] = {**done, "status": "skipped-existing"}
     else:
       todo.append(it)
   for p in problems:
-    print(f"[prepare] skipped {p['video']}/{p['utterance']}: {p['reason']}", file=sys.stderr)
-  bar = tqdm(total=len(todo), desc=f"prepare {len(todo)} of {len(mine)} items", unit="item", disable=not progress)
+    level = "ERROR" if p.get("status", "error") == "error" else "NOTE"
+    where = f" row {p['row']}" if p.get("row", 0) > 0 else ""
+    _say(f"[prepare] {level} {p['source']}{where} ({p['video']}/{p['utterance']}): {p['reason']}")
+  t0 = time.perf_counter()
+  frames = 0
+  bar = tqdm(total=len(todo), desc=f"prepare {len(todo)} of {len(mine)}", unit="item", disable=not progress,
+             file=sys.stderr)
+
+  def finish(row):
+    nonlocal frames
+    rows[row["key"]] = _report(row)
+    frames += row.get("num_frames", 0) if row.get("status") == "ok" else 0
+    bar.update()
+    bar.set_postfix_str(f"{frames / max(time.perf_counter() - t0, 1e-9):.0f} frames/s")
+
   if num_workers <= 1 or len(todo) <= 1:
-    _init_worker(face_config)
+    if detector is None:
+      _init_worker(detector_factory, 0)
     for it in todo:
-      rows[it.key] = _report(process_item(it, output_dir, face_config))
-      bar.update()
+      finish(process_item(it, output_dir, settings, detector, fps_[it.key]))
   else:
+    if detector is not None:
+      raise ValueError("a detector instance works in this process only: use detector_factory with num_workers > 1")
+    threads = max(1, (os.cpu_count() or 1) // num_workers)
     ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
-                                                initargs=(face_config,)) as pool:
-      futures = {pool.submit(process_item, it, output_dir): it for it in todo}
+    pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
+                                                  initargs=(detector_factory, threads))
+    try:
+      futures = {pool.submit(process_item, it, output_dir, settings, None, fps_[it.key]): it for it in todo}
       for fut in concurrent.futures.as_completed(futures):
-        rows[futures[fut].key] = _report(fut.result())
-        bar.update()
+        it = futures[fut]
+        try:
+          finish(fut.result())
+        except concurrent.futures.process.BrokenProcessPool as e:
+          finish({**_base_row(it), "status": "error", "reason": f"the worker process died while preparing it ({e})"})
+    finally:
+      # On an interrupt, drop the queue instead of finishing it.
+      pool.shutdown(wait=True, cancel_futures=True)
   bar.close()
-  _assemble(mine, rows, output_dir, shard_index, num_shards, output_shards)
-  manifest = write_manifest(output_dir, problems)
-  failures = [r for r in rows.values() if r.get("status") != "ok"] + list(problems)
-  manifest["failures_this_run"] = len(failures)
+  seconds = time.perf_counter() - t0
+  shards = _assemble(mine, rows, output_dir, shard_index, num_shards, output_shards)
+  by_key = {it.key: it for it in mine}
+  for key, row in rows.items():
+    if row.get("status") in PREPARED:
+      row["shard"] = shards[key]
+      _write_json(_item_paths(output_dir, by_key[key])[1], row)
+  processed = [r for r in rows.values() if r["status"] != "skipped-existing"]
+  last_run = {"job": f"{shard_index} of {num_shards}", "processed": len(processed),
+              "skipped_existing": len(rows) - len(processed), "frames": frames, "seconds": round(seconds, 3),
+              "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None, "num_workers": num_workers,
+              "settings": dataclasses.asdict(settings)}
+  manifest = write_manifest(output_dir, items, problems, fps_, last_run)
+  failures = ([(p["source"], p["video"], p["utterance"], f"row {p['row']}: {p['reason']}") for p in problems
+               if p.get("status", "error") == "error"] +
+              [(r["source"], r["video"], r["utterance"], r["reason"]) for r in rows.values()
+               if r["status"] not in PREPARED] +
+              [(r["source"], r["video"], r["utterance"], w) for r in rows.values() for w in r.get("warnings", [])])
+  summary = (f"[prepare] {len(processed)} prepared, {len(rows) - len(processed)} already done, "
+             f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s), "
+             f"{len(failures)} bad inputs")
+  _say(summary)
   if strict and failures:
-    listed = "\n  ".join(f"{r.get('source') or r.get('video')}: {r['reason']}" for r in failures[:20])
-    raise SystemExit(f"--strict: {len(failures)} bad inputs (everything else was written):\n  {listed}")
+    listed = "\n  ".join(f"{src} ({v}/{u}): {why}" for src, v, u, why in failures[:50])
+    more = f"\n  ... and {len(failures) - 50} more (see {MANIFEST})" if len(failures) > 50 else ""
+    raise SystemExit(f"--strict: {len(failures)} bad inputs (everything else was written):\n  {listed}{more}")
   return manifest
 
 
-def _report(row: dict) -> dict:
-  if row.get("status") != "ok":
-    print(f"[prepare] {row['source']} ({row['video']}/{row['utterance']}): {row['reason']}", file=sys.stderr)
-  return row
+def _shard_count(requested: int, items: list[Item], rows: dict) -> int:
+  if requested > 0:
+    return min(requested, len(items))
+  total = sum(rows[it.key].get("bytes", 0) for it in items)
+  return max(1, min(len(items), math.ceil(total / SHARD_TARGET_BYTES)))
 
 
 def _assemble(mine: list[Item], rows: dict, output_dir: str, shard_index: int, num_shards: int,
-              output_shards: int) -> None:
-  """Writes this job's shards from the item files, in input order (deterministic)."""
-  from omg_cnnrnn.data import records
+              output_shards: int) -> dict:
+  """Writes this job's shards from the item records, in input order; returns key -> shard name."""
+  where = {}
 
-  by_split: dict[str, list[Item]] = {}
-  for it in sorted(mine, key=lambda i: i.order):
-    if rows.get(it.key, {}).get("status") == "ok":
-      by_split.setdefault(it.split, []).append(it)
-  for split, its in by_split.items():
-    serialized = [records.read_records(_item_paths(output_dir, it)[0])[0] for it in its]
+  def payload(its):
+    for it in its:
+      with open(_item_paths(output_dir, it)[0], "rb") as f:
+        yield f.read()
+
+  for split in sorted({it.split for it in mine}):
+    its = sorted((it for it in mine if it.split == split and rows[it.key]["status"] in PREPARED),
+                 key=lambda it: it.order)
     if num_shards > 1:
-      records.write_records(os.path.join(output_dir, records.shard_name(split, shard_index, num_shards)), serialized)
-      continue
-    count = max(1, min(output_shards, len(serialized)))
-    for old in records.prepared_files(output_dir, split):
-      if not old.endswith(f"-of-{count:05d}.tfrecord"):
-        os.remove(old)  # a previous run with another shard count
-    for s in range(count):
-      records.write_records(os.path.join(output_dir, records.shard_name(split, s, count)), serialized[s::count])
+      names = [records.shard_name(split, shard_index, num_shards)] if its else []
+      chunks = [its]
+      keep_count, drop = num_shards, [records.shard_name(split, shard_index, num_shards)]
+    else:
+      count = _shard_count(output_shards, its, rows) if its else 0
+      bounds = np.linspace(0, len(its), count + 1).round().astype(int)
+      chunks = [its[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+      names = [records.shard_name(split, s, count) for s in range(count)]
+      keep_count, drop = count, []
+    # Shards of an earlier run with another count would be globbed beside these.
+    for path in records.prepared_files(output_dir, split):
+      name = os.path.basename(path)
+      if int(records.SHARD_PATTERN.fullmatch(name)["count"]) != keep_count or (not its and name in drop):
+        os.remove(path)
+    for name, chunk in zip(names, chunks):
+      records.write_records(os.path.join(output_dir, name), payload(chunk))
+      where.update({it.key: name for it in chunk})
+  return where
 
 
-def write_manifest(output_dir: str, problems: list[dict] = ()) -> dict:
-  """manifest.json from every item row on disk (all splits, all jobs) plus input problems."""
-  rows = []
-  items_root = os.path.join(output_dir, ITEMS_DIR)
-  splits = [d for d in sorted(os.listdir(items_root)) if os.path.isdir(os.path.join(items_root, d))] \
-      if os.path.isdir(items_root) else []
-  for split in splits:
-    for name in sorted(os.listdir(os.path.join(items_root, split))):
-      if name.endswith(".json"):
-        with open(os.path.join(items_root, split, name)) as f:
-          rows.append(json.load(f))
-  problem_path = os.path.join(output_dir, ITEMS_DIR, "problems.json")
-  known = []
-  if os.path.exists(problem_path):
-    with open(problem_path) as f:
-      known = json.load(f)
-  merged = {(p["split"], p["video"], p["utterance"], p["reason"]): p for p in known + list(problems)}
-  problems = sorted(merged.values(), key=lambda p: (p["split"], p.get("row", 0)))
-  _write_json(problem_path, problems)
-  stats = {}
-  for split in sorted({r["split"] for r in rows} | {p["split"] for p in problems}):
-    ok = [r for r in rows if r["split"] == split and r.get("status") == "ok"]
-    frames = sum(r["num_frames"] for r in ok)
-    stats[split] = {
-        "ok": len(ok), "errors": sum(1 for r in rows if r["split"] == split and r.get("status") != "ok"),
-        "rejected_inputs": sum(1 for p in problems if p["split"] == split),
-        "frames": frames, "face_found_ratio": (sum(r["faces_found"] for r in ok) / frames) if frames else 0.0,
-        "videos": len({r["video"] for r in ok}),
-        "valence_mean": float(np.mean([r["valence"] for r in ok])) if ok else None,
-        "valence_std": float(np.std([r["valence"] for r in ok])) if ok else None,
-        "arousal_mean": float(np.mean([r["arousal"] for r in ok])) if ok else None,
-        "arousal_std": float(np.std([r["arousal"] for r in ok])) if ok else None,
-    }
-  manifest = {"splits": stats, "items": rows, "rejected_inputs": problems}
-  _write_json(os.path.join(output_dir, "manifest.json"), manifest)
+# ------------------------------------------------------------------------------ manifest
+@contextlib.contextmanager
+def _locked(output_dir: str):
+  """An exclusive lock on the manifest (jobs of an array finish at the same time)."""
+  try:
+    import fcntl
+  except ImportError:  # not POSIX: the atomic rename still keeps the file whole
+    yield
+    return
+  with open(os.path.join(output_dir, ".manifest.lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _stats(entries: list[dict]) -> dict:
+  ok = [e for e in entries if e["status"] in PREPARED]
+  frames = sum(e["num_frames"] for e in ok)
+  found = sum(e["faces_found"] for e in ok)
+
+  def moments(key):
+    values = np.array([e[key] for e in ok], np.float64)
+    return (round(float(values.mean()), 6), round(float(values.std()), 6)) if len(values) else (None, None)
+
+  (vm, vs), (am, as_) = moments("valence"), moments("arousal")
+  return {
+      "inputs": len(entries), "prepared": len(ok),
+      "skipped_existing": sum(e["status"] == "skipped-existing" for e in entries),
+      "errors": sum(e["status"] == "error" for e in entries),
+      "pending": sum(e["status"] == "pending" for e in entries),
+      "ignored": sum(e["status"] == "ignored" for e in entries),
+      "warnings": sum(len(e.get("warnings", [])) for e in entries),
+      "videos": len({e["video"] for e in ok}), "frames": frames, "faces_found": found,
+      "face_found_ratio": round(found / frames, 6) if frames else None,
+      "detected_ratio": round(sum(e["detections"] for e in ok) / frames, 6) if frames else None,
+      "bytes": sum(e.get("bytes", 0) for e in ok),
+      "shards": sorted({e["shard"] for e in ok if e.get("shard")}),
+      "valence_mean": vm, "valence_std": vs, "arousal_mean": am, "arousal_std": as_,
+  }
+
+
+def write_manifest(output_dir: str, items: list[Item], problems: list[dict], fingerprints: dict,
+                   last_run: dict | None = None) -> dict:
+  """Rewrites manifest.json: these inputs' splits from the rows on disk, other splits kept.
+
+  Args:
+    output_dir: the prepared directory.
+    items: every input of this run (all jobs).
+    problems: inputs rejected before processing.
+    fingerprints: key -> fingerprint; a row made from other inputs counts as pending.
+    last_run: summary of this run (throughput, settings).
+
+  Returns:
+    The manifest: `splits` (per-split statistics), `items` (one entry per input: status,
+    reason, counts, shard), `last_run`.
+  """
+  with _locked(output_dir):
+    entries = []
+    for it in items:
+      row = _read_json(_item_paths(output_dir, it)[1])
+      if row is None or row.get("fingerprint") != fingerprints[it.key]:
+        row = {**_base_row(it), "status": "pending", "reason": "not prepared yet (another job's, or interrupted)"}
+      row = {k: v for k, v in row.items() if k not in ("fingerprint", "sha1")}
+      row["order"] = it.order  # the current input order, whichever run wrote the row
+      entries.append(row)
+    entries += [{"status": "error", **p, "stage": "input"} for p in problems]
+    splits = {e["split"] for e in entries}
+    old = _read_json(os.path.join(output_dir, MANIFEST)) or {}
+    kept = [e for e in old.get("items", []) if e.get("split") not in splits]
+    entries = sorted(kept + entries, key=lambda e: (e["split"], e.get("row", 0), e.get("order", 0)))
+    stats = {s: _stats([e for e in entries if e["split"] == s]) for s in sorted({e["split"] for e in entries})}
+    manifest = {"record_version": RECORD_VERSION, "splits": stats, "items": entries,
+                "last_run": last_run or old.get("last_run")}
+    _write_json(os.path.join(output_dir, MANIFEST), manifest)
   return manifest

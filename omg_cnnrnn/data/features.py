@@ -166,6 +166,16 @@ def encode_example(*, video: str, utterance: str, valence: float, arousal: float
   return tf.train.SequenceExample(context=context, feature_lists=feature_lists)
 
 
+def serialize(example: tf.train.SequenceExample) -> bytes:
+  """The example's bytes, identical in every process for equal content.
+
+  Context and feature lists are protobuf maps, whose default serialization order can
+  differ between processes; sorted keys make a record's bytes a function of its content
+  (what byte-identical shards from resumed or parallel runs need).
+  """
+  return example.SerializeToString(deterministic=True)
+
+
 def decode_example(serialized: tf.Tensor) -> dict:
   """Serialized SequenceExample -> dict of tensors.
 

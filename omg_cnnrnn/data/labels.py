@@ -187,9 +187,10 @@ class FrameLabels:
     """'' or a one-line account of the invalid values, naming the files and lines."""
     if not self.invalid_lines:
       return ""
-    lines = ", ".join(map(str, self.invalid_lines[:5])) + (" ..." if len(self.invalid_lines) > 5 else "")
-    return (f"{len(self.invalid_lines)} label lines outside [-1, 1] or not numbers, masked "
-            f"({' / '.join(self.paths)} lines {lines})")
+    k = len(self.invalid_lines)
+    lines = ", ".join(map(str, self.invalid_lines[:5])) + (" ..." if k > 5 else "")
+    return (f"{k} label {'line' if k == 1 else 'lines'} outside [-1, 1] or not numbers, masked "
+            f"({' / '.join(self.paths)} {'line' if k == 1 else 'lines'} {lines})")
 
 
 def _check_file(path: str) -> None:
