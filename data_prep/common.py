@@ -17,6 +17,8 @@
   `--output_shards=0` picks about 128 MiB a shard. A cluster job array
   (`--shard_index=i --num_shards=n`, every job given the same inputs) has job i prepare
   items i, i + n, i + 2n, ... and write `<split>-0000i-of-0000n.tfrecord`.
+- A split of a directory holds one input list (one CSV): preparing a changed list into
+  it replaces the split, and the item files of inputs no longer listed are deleted.
 - Bad inputs are reported by name with the reason, on stderr and in the manifest, while
   the rest are processed; `--strict` turns any of them (warnings included, e.g. masked
   out-of-range Aff-Wild labels) into a non-zero exit once everything else is written.
@@ -416,7 +418,9 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
       pool.shutdown(wait=True, cancel_futures=True)
   bar.close()
   seconds = time.perf_counter() - t0
-  shards = _assemble(mine, rows, output_dir, shard_index, num_shards, output_shards)
+  splits = {it.split for it in items} | {p["split"] for p in problems if p.get("status", "error") == "error"}
+  shards = _assemble(mine, splits, rows, output_dir, shard_index, num_shards, output_shards)
+  _remove_orphans(output_dir, splits, {it.key for it in items})
   by_key = {it.key: it for it in mine}
   for key, row in rows.items():
     if row.get("status") in PREPARED:
@@ -444,6 +448,22 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
   return manifest
 
 
+def _remove_orphans(output_dir: str, splits: set, keys: set) -> None:
+  """Deletes item files of these splits whose input is gone (e.g. a row removed from the CSV).
+
+  One input list per split and directory: every job of an array has the same list, so
+  none deletes another's items; temporary files of running writers are left alone.
+  """
+  for split in splits:
+    folder = os.path.join(output_dir, ITEMS_DIR, split)
+    if not os.path.isdir(folder):
+      continue
+    for name in os.listdir(folder):
+      stem, ext = os.path.splitext(name)
+      if ext in (".pb", ".json") and not name.startswith(".") and stem not in keys:
+        os.remove(os.path.join(folder, name))
+
+
 def _shard_count(requested: int, items: list[Item], rows: dict) -> int:
   if requested > 0:
     return min(requested, len(items))
@@ -451,9 +471,13 @@ def _shard_count(requested: int, items: list[Item], rows: dict) -> int:
   return max(1, min(len(items), math.ceil(total / SHARD_TARGET_BYTES)))
 
 
-def _assemble(mine: list[Item], rows: dict, output_dir: str, shard_index: int, num_shards: int,
+def _assemble(mine: list[Item], splits: set, rows: dict, output_dir: str, shard_index: int, num_shards: int,
               output_shards: int) -> dict:
-  """Writes this job's shards from the item records, in input order; returns key -> shard name."""
+  """Writes this job's shards of `splits` from the item records, in input order.
+
+  A split without prepared items gets no shard (and loses its old ones). Returns
+  key -> shard name.
+  """
   where = {}
 
   def payload(its):
@@ -461,7 +485,7 @@ def _assemble(mine: list[Item], rows: dict, output_dir: str, shard_index: int, n
       with open(_item_paths(output_dir, it)[0], "rb") as f:
         yield f.read()
 
-  for split in sorted({it.split for it in mine}):
+  for split in sorted(splits):
     its = sorted((it for it in mine if it.split == split and rows[it.key]["status"] in PREPARED),
                  key=lambda it: it.order)
     if num_shards > 1:

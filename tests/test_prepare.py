@@ -197,6 +197,16 @@ def test_changed_inputs_and_damaged_records_are_redone(synth, tmp_path, monkeypa
   redone.clear()
   _prepare(csv, videos, out, settings=common.Settings(face=faces.FaceConfig(margin=0.2)))
   assert len(redone) == len(table)
+  # A row removed from the CSV leaves the split and its item files go.
+  table.iloc[1:].to_csv(csv, index=False)
+  manifest = _prepare(csv, videos, out, settings=common.Settings(face=faces.FaceConfig(margin=0.2)))
+  assert len(manifest["items"]) == len(table) - 1
+  assert len(list((out / common.ITEMS_DIR / "train").glob("*.pb"))) == len(table) - 1
+  assert len(list(read_prepared(str(out)))) == len(table) - 1
+  # Nothing usable left: the split's shards go too (none would be stale beside new ones).
+  table.assign(arousal=7.0).to_csv(csv, index=False)
+  manifest = _prepare(csv, videos, out)
+  assert manifest["splits"]["train"]["errors"] == len(table) and not _shards(out)
 
 
 def test_job_array_shards_partition_the_inputs(synth, tmp_path):

@@ -165,3 +165,7 @@ def test_writes_are_atomic(tmp_path):
   assert os.listdir(tmp_path) == ["train-00000-of-00001.tfrecord"]
   records.write_atomic(str(tmp_path / "m.json"), b"{}")
   assert sorted(os.listdir(tmp_path)) == ["m.json", "train-00000-of-00001.tfrecord"]
+  # Permissions as for any new file (the umask's), not a temp file's owner-only ones.
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

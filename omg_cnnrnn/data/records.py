@@ -43,11 +43,22 @@ def shard_name(split: str, index: int, count: int) -> str:
   return f"{check_split(split)}-{index:05d}-of-{count:05d}.tfrecord"
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+# mkstemp makes owner-only files; prepared data is shared like any other output.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _temporary(path: str) -> str:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
   os.close(fd)
+  os.chmod(tmp, _FILE_MODE)
   return tmp
 
 
