@@ -364,9 +364,9 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
     raise ValueError(f"--shard_index={shard_index} outside [0, --num_shards={num_shards})")
   for split in {it.split for it in items} | {p["split"] for p in problems}:
     records.check_split(split)
-  keys = [(it.split, it.key) for it in items]
+  keys = [it.key for it in items]
   if len(set(keys)) != len(keys):
-    raise ValueError("two items share a key: their files would overwrite each other")
+    raise ValueError("two items share a key: their files and fingerprints would collide")
   os.makedirs(output_dir, exist_ok=True)
   fps_ = {it.key: fingerprint(it, settings) for it in items}
   mine = [it for it in items if it.order % num_shards == shard_index]
@@ -401,7 +401,8 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
   else:
     if detector is not None:
       raise ValueError("a detector instance works in this process only: use detector_factory with num_workers > 1")
-    threads = max(1, (os.cpu_count() or 1) // num_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // num_workers)
     ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
     pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
                                                   initargs=(detector_factory, threads))
@@ -427,7 +428,8 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
       row["shard"] = shards[key]
       _write_json(_item_paths(output_dir, by_key[key])[1], row)
   processed = [r for r in rows.values() if r["status"] != "skipped-existing"]
-  last_run = {"job": f"{shard_index} of {num_shards}", "processed": len(processed),
+  ok = sum(r["status"] == "ok" for r in processed)
+  last_run = {"job": f"{shard_index} of {num_shards}", "processed": len(processed), "ok": ok,
               "skipped_existing": len(rows) - len(processed), "frames": frames, "seconds": round(seconds, 3),
               "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None, "num_workers": num_workers,
               "settings": dataclasses.asdict(settings)}
@@ -437,9 +439,9 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
               [(r["source"], r["video"], r["utterance"], r["reason"]) for r in rows.values()
                if r["status"] not in PREPARED] +
               [(r["source"], r["video"], r["utterance"], w) for r in rows.values() for w in r.get("warnings", [])])
-  summary = (f"[prepare] {len(processed)} prepared, {len(rows) - len(processed)} already done, "
-             f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s), "
-             f"{len(failures)} bad inputs")
+  summary = (f"[prepare] job {shard_index} of {num_shards}: {ok} prepared, {len(processed) - ok} failed, "
+             f"{len(rows) - len(processed)} already done; {frames} frames in {seconds:.1f} s "
+             f"({frames / max(seconds, 1e-9):.1f} frames/s); {len(failures)} bad inputs in all")
   _say(summary)
   if strict and failures:
     listed = "\n  ".join(f"{src} ({v}/{u}): {why}" for src, v, u, why in failures[:50])

@@ -120,10 +120,15 @@ def build_items(videos: str, annotations: str, fmt: str, split: str = "train"):
   found, duplicates = find_videos(videos)
   plan = _plan(annotations, fmt, split)
   items, problems = [], []
+  first_split = {}
   for order, (sp, stem, files) in enumerate(plan):
     records.check_split(sp)
     problem = {"split": sp, "video": stem, "utterance": stem, "row": order + 1, "dataset": fmt,
                "source": files[0]}
+    if stem in first_split:
+      problems.append({**problem, "reason": f"{stem} is annotated in split {first_split[stem]!r} too"})
+      continue
+    first_split[stem] = sp
     source, side = _match(stem, found)
     if source is None:
       problems.append({**problem, "reason": f"annotation without a video: no {stem}.* (or, for _left/_right, "

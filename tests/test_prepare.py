@@ -324,3 +324,18 @@ def test_affwild2_mismatched_frames_sides_and_unannotated_videos(synth, tmp_path
   assert not got[f"{stem}_right"]["label_mask"][-1]
   with pytest.raises(SystemExit, match=r"--strict: 4 bad inputs"):
     common.run(items, str(tmp_path / "out"), problems, SETTINGS, progress=False, strict=True)
+
+
+def test_affwild_split_folders_and_a_video_annotated_twice(synth, tmp_path):
+  ann = tmp_path / "annotations"
+  shutil.copytree(synth / "affwild" / "annotations" / "train", ann / "train")
+  shutil.copytree(synth / "affwild" / "annotations" / "train", ann / "valid")
+  items, problems = prepare_affwild.build_items(str(synth / "affwild" / "videos"), str(ann), "affwild")
+  assert {it.split for it in items} == {"train"}
+  assert len(problems) == len(items) and all("annotated in split 'train' too" in p["reason"] for p in problems)
+  assert {p["split"] for p in problems} == {"valid"}
+  (ann / "train" / "arousal" / f"{items[0].video}.txt").unlink()
+  items, problems = prepare_affwild.build_items(str(synth / "affwild" / "videos"), str(ann), "affwild")
+  assert any(p["split"] == "train" and "annotation file not found" in p["reason"] for p in problems)
+  with pytest.raises(ValueError, match="no <split>/valence/<video>.txt"):
+    prepare_affwild.build_items(str(synth / "affwild" / "videos"), str(tmp_path), "affwild")
