@@ -157,11 +157,11 @@ def build_items(videos: str, annotations: str, fmt: str, split: str = "train"):
 def main(argv):
   del argv
   try:
+    settings = common.settings_from_flags(frame_mismatch_tolerance=FLAGS.frame_mismatch_tolerance)
     items, problems = build_items(FLAGS.videos, FLAGS.annotations, FLAGS.format, FLAGS.split)
   except ValueError as e:
     raise SystemExit(f"prepare_affwild: {e}") from None
   print(f"{FLAGS.annotations}: {len(items)} videos to prepare, {len(problems)} problems or unannotated videos")
-  settings = common.settings_from_flags(frame_mismatch_tolerance=FLAGS.frame_mismatch_tolerance)
   manifest = common.run_from_flags(items, problems, settings)
   print(json.dumps(manifest["splits"], indent=1))
 
@@ -174,5 +174,6 @@ if __name__ == "__main__":
   flags.DEFINE_float("frame_mismatch_tolerance", common.Settings().frame_mismatch_tolerance,
                      "Annotation lines may differ from the video's frames by max(2, this x frames) (a warning).")
   common.define_flags()
+  flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
   flags.mark_flags_as_required(["videos", "annotations", "output_dir"])
   app.run(main)

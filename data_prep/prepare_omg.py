@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 
 from absl import app, flags
 
@@ -85,6 +86,11 @@ def build_items(labels_csv: str, videos: str, layout: str | None = None, split: 
   good, bad = label_files.validate_omg_labels(table, labels_csv)
   if layout is None:
     layout = detect_layout(good, videos)
+    if len(good) and not any(os.path.isfile(p) for p in (
+        [os.path.join(videos, v, u) for v, u in zip(good["video"][:50], good["utterance"][:50])] +
+        [whole_video(videos, v) for v in good["video"][:50]])):
+      print(f"prepare_omg: none of the first rows' videos is under --videos={videos} in either layout "
+            f"(<video>/<utterance> or <video>.mp4): is it the right folder?", file=sys.stderr)
   elif layout not in LAYOUTS:
     raise ValueError(f"--layout={layout}: one of {LAYOUTS}")
   problems = [{"split": split, "video": p.video, "utterance": p.utterance, "row": p.row, "source": labels_csv,
@@ -107,11 +113,12 @@ def build_items(labels_csv: str, videos: str, layout: str | None = None, split: 
 def main(argv):
   del argv
   try:
+    settings = common.settings_from_flags()
     items, problems, layout = build_items(FLAGS.labels, FLAGS.videos, FLAGS.layout, FLAGS.split)
   except (label_files.LabelFileError, ValueError) as e:
     raise SystemExit(f"prepare_omg: {e}") from None
   print(f"{FLAGS.labels}: {len(items)} utterances to prepare, {len(problems)} rows rejected, layout {layout}")
-  manifest = common.run_from_flags(items, problems, common.settings_from_flags())
+  manifest = common.run_from_flags(items, problems, settings)
   print(json.dumps(manifest["splits"], indent=1))
 
 
@@ -121,5 +128,6 @@ if __name__ == "__main__":
   flags.DEFINE_enum("layout", None, list(LAYOUTS), "Video layout (default: detected from the first rows).")
   flags.DEFINE_string("split", None, "Split name (default: from the CSV name).")
   common.define_flags()
+  flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
   flags.mark_flags_as_required(["labels", "videos", "output_dir"])
   app.run(main)
