@@ -234,6 +234,23 @@ def _align_labels(item: Item, n: int, tolerance: float) -> tuple[np.ndarray, np.
   return lab, mask, note
 
 
+# Magic numbers of still-image formats: FFmpeg opens these as one-frame "videos".
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+                b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def still_image_format(path: str) -> str | None:
+  """The image format if `path` is a still image (whatever its name says), else None."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(16)
+  except OSError:
+    return None
+  if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    return "WebP"
+  return next((name for magic, name in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
+
+
 def process_item(item: Item, output_dir: str, settings: Settings, detector=None, fp: str | None = None) -> dict:
   """Runs the face pipeline on one item and writes its record; returns its manifest row.
 
@@ -260,6 +277,9 @@ def process_item(item: Item, output_dir: str, settings: Settings, detector=None,
     _write_json(row_path, row)
     return row
 
+  image = still_image_format(item.source)
+  if image:
+    return fail(f"not a video: a {image} still image")
   try:
     track = faces.process_video(item.source, config, detector or _detector(config), start=item.start, end=item.end)
   except faces.VideoError as e:

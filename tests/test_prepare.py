@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,12 +97,16 @@ def test_bad_inputs_are_reported_beside_good_ones(synth, tmp_path, capfd):
   good_file = folder / good.utterance
   (folder / "zero.mp4").write_bytes(b"")
   (folder / "text.mp4").write_text("not a video\n")
+  # A face photo under a video's name: FFmpeg would read it as a one-frame video.
+  cv2.imwrite(str(folder / "photo.png"), synthetic_faces.base_head().astype(np.uint8)[..., ::-1])
+  os.replace(folder / "photo.png", folder / "photo.mp4")
   _truncated_copy(good_file, folder / "truncated.mp4", 0.5)
   _corrupt_copy(good_file, folder / "corrupt.mp4")
   look = synthetic_faces.Appearance.random(np.random.default_rng(0), 160, 120)
   synthesize.write_mp4(str(folder / "noface.mp4"),
                        [synthetic_faces.render_frame(look, 0, 0, (80, 60), 0, 1, 1, visible=False)[0]] * 4, 5.0)
-  extra = [("missing.mp4", 0.5, 0.1), ("zero.mp4", 0.5, 0.1), ("text.mp4", 0.5, 0.1), ("truncated.mp4", 0.5, 0.1),
+  extra = [("missing.mp4", 0.5, 0.1), ("zero.mp4", 0.5, 0.1), ("text.mp4", 0.5, 0.1), ("photo.mp4", 0.5, 0.1),
+           ("truncated.mp4", 0.5, 0.1),
            ("corrupt.mp4", 0.5, 0.1), ("noface.mp4", 0.5, 0.1), ("nan.mp4", float("nan"), 0.1),
            ("range.mp4", 0.5, 3.0)]
   rows = [dict(good, utterance=u, arousal=a, valence=v) for u, a, v in extra]
@@ -111,13 +116,14 @@ def test_bad_inputs_are_reported_beside_good_ones(synth, tmp_path, capfd):
   pd.concat([table, pd.DataFrame(rows)], ignore_index=True).to_csv(csv, index=False)
   manifest = _prepare(csv, videos, tmp_path / "out")
   stats = manifest["splits"]["train"]
-  assert stats["prepared"] == len(table) and stats["errors"] == 10 and stats["inputs"] == len(table) + 10
+  assert stats["prepared"] == len(table) and stats["errors"] == 11 and stats["inputs"] == len(table) + 11
   bad = {e["utterance"]: e for e in manifest["items"] if e["status"] == "error"}
   dup = [e for e in manifest["items"] if e["status"] == "error" and "duplicate" in e["reason"]]
-  assert len(dup) == 1 and dup[0]["row"] == len(table) + 10 and "of row 1" in dup[0]["reason"]
+  assert len(dup) == 1 and dup[0]["row"] == len(table) + 11 and "of row 1" in dup[0]["reason"]
   assert "file not found" in bad["missing.mp4"]["reason"]
   assert "zero-byte" in bad["zero.mp4"]["reason"]
   assert "not a video" in bad["text.mp4"]["reason"]
+  assert "not a video: a PNG still image" in bad["photo.mp4"]["reason"]
   for name in ("truncated.mp4", "corrupt.mp4"):
     assert any(w in bad[name]["reason"] for w in ("truncated", "corrupt")), bad[name]["reason"]
   assert "no face found in any of its 4 frames" in bad["noface.mp4"]["reason"]
@@ -126,12 +132,12 @@ def test_bad_inputs_are_reported_beside_good_ones(synth, tmp_path, capfd):
   assert "end 4 <= start 5" in bad["endstart.mp4"]["reason"]
   # Each is named on stderr too, with its file.
   err = capfd.readouterr().err
-  for name in ("missing.mp4", "zero.mp4", "text.mp4", "truncated.mp4", "corrupt.mp4", "noface.mp4"):
+  for name in ("missing.mp4", "zero.mp4", "text.mp4", "photo.mp4", "truncated.mp4", "corrupt.mp4", "noface.mp4"):
     assert f"{folder / name} ({good.video}/{name})" in err
-  assert f"{csv} row {len(table) + 7} ({good.video}/nan.mp4)" in err
+  assert f"{csv} row {len(table) + 8} ({good.video}/nan.mp4)" in err
   # The good ones are all there and nothing else.
   assert {u["utterance"] for u in read_prepared(str(tmp_path / "out"))} == set(table["utterance"])
-  with pytest.raises(SystemExit, match="--strict: 10 bad inputs") as failure:
+  with pytest.raises(SystemExit, match="--strict: 11 bad inputs") as failure:
     _prepare(csv, videos, tmp_path / "out", strict=True)
   for name in ("missing.mp4", "corrupt.mp4", "endstart.mp4"):
     assert name in str(failure.value)
