@@ -17,6 +17,7 @@ The writer (`encode_example`), the tf.data reader (`decode_example`, usable insi
 `Dataset.map`; the 0/1 lists come back as bool), the context-only reader
 (`decode_context`) and the NumPy reader (`decode_numpy`) all use the constants below,
 and tests build fakes with `encode_example`, so a key is spelled in one place only.
+`serialize` gives bytes that depend only on the content (what byte-identical shards need).
 """
 
 from __future__ import annotations
