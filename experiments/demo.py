@@ -47,7 +47,7 @@ flags.DEFINE_integer("image_size", 32, "Face-crop size fed to the network (paper
 flags.DEFINE_integer("sequence_length", 8, "Frames per training sequence of RNN rows (paper: 80).")
 flags.DEFINE_integer("batch_size", 40, "Batch size (paper: 80 single frames for CNN-only rows, 4 sequences otherwise).")
 flags.DEFINE_integer("pretrain_steps", 150, "Aff-Wild pretraining steps.")
-flags.DEFINE_integer("train_steps", 400, "OMG training steps.")
+flags.DEFINE_integer("train_steps", 600, "OMG training steps.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate (paper: 1e-3 from pretrained weights).")
 flags.DEFINE_integer("num_workers", 2, "Data-preparation worker processes.")
 flags.DEFINE_bool("fresh", False, "Delete the demo directory first (otherwise finished steps are reused).")
