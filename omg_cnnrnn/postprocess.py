@@ -1,165 +1,471 @@
-"""Table VI post-processing (Sec. III-E): per-frame median filter, within-video smoothing.
+"""Table VI post-processing (paper Sec. III-E): per-frame median filter, within-video smoothing.
 
-Input representation: a list of per-utterance records, each a dict with `video`,
-`utterance`, `frame_predictions` float [n, 2] (valence, arousal) and `mask` [n]
-(1 for frames that count: face found). `evaluate.predict_split` builds them.
+Input: a list of per-utterance records, each a dict with
+- `video`, `utterance`: the keys of the label file (stripped strings);
+- `frame_predictions`: float [n, 2] per-frame (valence, arousal) predictions in frame order;
+- `mask`: [n], nonzero for frames that count (a face was found); optional, None or
+  absent means every frame counts.
+Other keys are ignored. `evaluate.predict_split` builds these from the network's
+per-frame outputs; `records_from_frame_table` rebuilds them from a per-frame CSV.
 
 The chain, per dimension (valence and arousal keep their own settings):
-1. median filter over each utterance's valid per-frame predictions, window `w`
-   (the paper: 81 for valence, 3 for arousal). `scipy.ndimage.median_filter` with
-   mode "nearest": the edges repeat the first/last value instead of being pulled to 0
-   (as `scipy.signal.medfilt`'s zero padding would), which matters for utterances
-   shorter than the window. Masked frames are left out of the filter;
-2. the utterance value: mean (or median) of its valid frames;
-3. smoothing within a video, aimed at utterances with few frames: each utterance value
-   is shrunk toward the mean of its video's utterance values with weight k / (n + k),
-   n its number of valid frames: `p' = (n p + k m_video) / (n + k)`. Utterances with
-   many frames barely move; short (noisy) ones lean on their video. This is our reading
-   of the paper's one sentence ("smoothing, especially to those that consisted of too
-   few frames"); k = 0 turns it off.
+1. Median filter over each utterance's per-frame predictions, window `w` (the paper:
+   81 valence, 3 arousal; 1 = off). Only the valid frames are filtered, as one sequence
+   in frame order: a masked (face-less) frame neither enters a window nor receives a
+   value that counts. The ends use mode "reflect": the sequence is mirrored at its ends,
+   edge values included, repeatedly where the window is longer than the utterance
+   (`np.pad` "symmetric", then `scipy.ndimage.median_filter`). Why not the others:
+   `scipy.signal.medfilt` pads with zeros and pulls the edge frames toward 0, a bias
+   that grows with the window and touches every utterance shorter than about 2 w
+   frames (most OMG utterances at w = 81); mode "nearest" repeats each end value w/2
+   times, so where w is much longer than the utterance every window is dominated by
+   its two end frames and the filter does next to nothing. With "reflect" every frame
+   appears about equally often in a long window, so a window longer than the utterance
+   gives (nearly) its median on every frame.
+2. The utterance value: mean (or median) of its valid filtered frames
+   (`metrics.utterance_value`).
+3. Smoothing within a video, aimed at utterances with few frames. Our reading of the
+   paper's one sentence ("smoothing (especially to those that consisted of too few
+   frames)"): each utterance value p, from n valid frames, is shrunk toward its video's
+   mean m: `p' = (n p + k m) / (n + k)`, where m is the mean of the video's utterance
+   values weighted by their valid frames (with the mean aggregate: the mean over all the
+   video's valid frames). An utterance with many frames barely moves, one with few leans on its video
+   (on OMG most of the label variance lies between videos, see SPEC), and one without
+   any valid frame takes m. k = 0 turns the step off.
+4. Utterances still without a value (no valid frame, and the step above off or the
+   whole video face-less) take the mean of their video's other utterances, else the
+   split's mean (the rule of `evaluate.fill_faceless`), so `apply` returns a complete,
+   scoreable table.
 
-`tune` searches `w` and `k` on the validation split and keeps each step only where it
-raises that split's CCC (official global protocol); `save_choice`/`load_choice` store
-the choice and `apply` uses it unchanged on another split (the paper's protocol).
+`tune` searches w and k on the validation split and keeps each step, per dimension,
+only where it raises that split's CCC (official global protocol) over the previous
+stage; `save_choice`/`load_choice` store the choice as JSON and `apply` uses it
+unchanged on another split (the paper's protocol).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import uuid
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from omg_cnnrnn import configs, metrics
+from omg_cnnrnn import metrics
 
-DIMS = ("valence", "arousal")
-WINDOW_GRID = (1, 3, 5, 9, 15, 27, 41, 81, 121)
-SMOOTHING_GRID = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+DIMS = metrics.DIMENSIONS
+# Candidate windows in frames (OMG video runs at 25-30 fps; utterances ~8 s); the paper's
+# windows are added by `tune`. 1 = off.
+WINDOW_GRID = (1, 3, 5, 9, 15, 27, 41, 81, 121, 161)
+# Candidate k in frames: k equal to an utterance's frame count weighs it and its video alike.
+SMOOTHING_GRID = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0, 2560.0)
+EDGE_MODES = ("reflect", "nearest")
+_NUMPY_PAD = {"reflect": "symmetric", "nearest": "edge"}  # ndimage's mode names -> np.pad's
+SMOOTHING_METHODS = ("shrink_to_video_mean",)
 
 
 @dataclasses.dataclass(frozen=True)
 class PostprocessChoice:
-  """The settings kept on validation, per dimension (window 1 / k 0: step off)."""
+  """The settings kept on validation, per dimension (valence, arousal).
+
+  Attributes:
+    median_window: odd window per dimension; 1 = median filter off.
+    smoothing_k: shrinkage strength per dimension, in frames; 0 = smoothing off.
+    aggregate: utterance value of the frames, "mean" or "median" (what it was tuned with).
+    edge_mode: `scipy.ndimage.median_filter` mode at the utterance's ends.
+    smoothing: the smoothing method (one so far, see the module docstring).
+    validation_ccc: for the record, per dimension, the tuning split's CCC after each
+      stage: "raw", "median_filter", "smoothing" (a stage not kept repeats the previous).
+    search: for the record, per dimension, the CCC of every candidate window and k.
+  """
 
   median_window: tuple[int, int] = (1, 1)
   smoothing_k: tuple[float, float] = (0.0, 0.0)
   aggregate: str = "mean"
-  # Validation CCC after each stage, for the record: raw, + median, + smoothing.
+  edge_mode: str = "reflect"
+  smoothing: str = "shrink_to_video_mean"
   validation_ccc: dict = dataclasses.field(default_factory=dict)
+  search: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    windows = tuple(self.median_window)
+    ks = tuple(self.smoothing_k)
+    if len(windows) != len(DIMS) or len(ks) != len(DIMS):
+      raise ValueError(f"median_window {windows} and smoothing_k {ks} need one value per dimension {DIMS}")
+    for w in windows:
+      _check_window(w)
+    for k in ks:
+      if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k < 0:
+        raise ValueError(f"smoothing_k {k!r} must be a finite number >= 0 (0 = off)")
+    if self.aggregate not in metrics.AGGREGATES:
+      raise ValueError(f"aggregate {self.aggregate!r} must be one of {metrics.AGGREGATES}")
+    if self.edge_mode not in EDGE_MODES:
+      raise ValueError(f"edge_mode {self.edge_mode!r} must be one of {EDGE_MODES}")
+    if self.smoothing not in SMOOTHING_METHODS:
+      raise ValueError(f"smoothing {self.smoothing!r} must be one of {SMOOTHING_METHODS}")
+    object.__setattr__(self, "median_window", tuple(int(w) for w in windows))
+    object.__setattr__(self, "smoothing_k", tuple(float(k) for k in ks))
+
+
+def _check_window(w) -> None:
+  if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 or w % 2 == 0:
+    raise ValueError(f"median window {w!r} must be an odd integer >= 1 (1 = off); an even window has no "
+                     "centre frame")
 
 
 def choice_to_dict(choice: PostprocessChoice) -> dict:
-  return dataclasses.asdict(choice)
+  """The choice as a JSON-ready dict (`choice_from_dict` reads it back)."""
+  d = dataclasses.asdict(choice)
+  d["median_window"] = list(choice.median_window)
+  d["smoothing_k"] = list(choice.smoothing_k)
+  return d
+
+
+def choice_from_dict(d: dict) -> PostprocessChoice:
+  """A choice from `choice_to_dict`'s dict; ValueError naming what is missing or wrong."""
+  if not isinstance(d, dict):
+    raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+  required = ("median_window", "smoothing_k", "aggregate", "edge_mode", "smoothing")
+  missing = [k for k in required if k not in d]
+  if missing:
+    raise ValueError(f"missing fields {missing}")
+  unknown = sorted(set(d) - {f.name for f in dataclasses.fields(PostprocessChoice)})
+  if unknown:
+    raise ValueError(f"unknown fields {unknown}")
+  windows, ks = d["median_window"], d["smoothing_k"]
+  if not isinstance(windows, list) or not isinstance(ks, list):
+    raise ValueError(f"median_window {windows!r} and smoothing_k {ks!r} must be lists")
+  # JSON has one number type: a window written as 81.0 is still 81, 81.5 is refused below.
+  windows = [int(w) if isinstance(w, float) and w.is_integer() else w for w in windows]
+  return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=d["aggregate"],
+                           edge_mode=d["edge_mode"], smoothing=d["smoothing"],
+                           validation_ccc=d.get("validation_ccc", {}), search=d.get("search", {}))
 
 
 def save_choice(choice: PostprocessChoice, path: str) -> None:
+  """Writes the choice as JSON, atomically (temporary file, then rename); creates the folder."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(choice_to_dict(choice), f, indent=2)
-  os.replace(path + ".tmp", path)
+  tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+  try:
+    with open(tmp, "x") as f:
+      json.dump(choice_to_dict(choice), f, indent=2)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def load_choice(path: str) -> PostprocessChoice:
-  with open(path) as f:
-    d = json.load(f)
+  """Reads a saved choice; ValueError naming the file and what is wrong with it."""
   try:
-    return PostprocessChoice(median_window=tuple(int(w) for w in d["median_window"]),
-                             smoothing_k=tuple(float(k) for k in d["smoothing_k"]),
-                             aggregate=d.get("aggregate", "mean"), validation_ccc=d.get("validation_ccc", {}))
-  except (KeyError, TypeError, ValueError) as e:
+    with open(path) as f:
+      d = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f"{path}: post-processing choice not found") from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path} is not a post-processing choice: not JSON ({e})") from None
+  try:
+    return choice_from_dict(d)
+  except (TypeError, ValueError) as e:
     raise ValueError(f"{path} is not a post-processing choice: {e}") from None
 
 
-def median_filter_frames(frame_predictions, mask=None, windows=(81, 3)) -> np.ndarray:
-  """Median filter of one utterance's per-frame predictions, per dimension, over valid frames only.
+# ----------------------------------------------------------------------------- the steps
+def _median_1d(x: np.ndarray, window: int, edge_mode: str) -> np.ndarray:
+  """`scipy.ndimage.median_filter` of a 1-D sequence, ends extended by `np.pad` first.
+
+  Why pad by hand: SciPy's 1-D median filter (1.15 to at least 1.17) is wrong when the
+  window is much longer than the sequence (e.g. 2 frames, window 17: uninitialized
+  memory comes back; see scipy/scipy#23075 for the same family), which is the common
+  case here (window 81, utterances of a few frames). Padded, every window lies inside
+  the array and the boundary mode no longer matters.
+  """
+  if window == 1 or len(x) == 0:
+    return np.array(x, dtype=np.float64, copy=True)
+  h = window // 2
+  padded = np.pad(np.asarray(x, dtype=np.float64), h, mode=_NUMPY_PAD[edge_mode])
+  return ndimage.median_filter(padded, size=window, mode="nearest")[h:h + len(x)]
+
+
+def median_filter_frames(frame_predictions, mask=None, windows=(81, 3), edge_mode: str = "reflect") -> np.ndarray:
+  """Median filter of one utterance's per-frame predictions, per dimension, over its valid frames.
 
   Args:
-    frame_predictions: [n, D] predictions.
-    mask: [n] valid frames (None: all). Masked frames are returned unchanged.
-    windows: one odd window per dimension (1 = no filtering).
+    frame_predictions: [n, D] predictions in frame order.
+    mask: [n], nonzero for valid frames (None: all). The valid frames are filtered as
+      one sequence; masked frames are returned unchanged and never enter a window.
+    windows: one odd window per dimension (1 = that dimension unfiltered). Windows
+      longer than the utterance are fine (see the module docstring).
+    edge_mode: `scipy.ndimage.median_filter` mode, one of `EDGE_MODES`.
+
+  Returns:
+    float64 [n, D].
   """
-  p = np.array(frame_predictions, dtype=np.float64, copy=True).reshape(len(frame_predictions), -1)
-  valid = np.ones(len(p), bool) if mask is None else np.asarray(mask).astype(bool)
-  for d, w in enumerate(windows):
-    if w > 1 and valid.any():
-      p[valid, d] = ndimage.median_filter(p[valid, d], size=int(w), mode="nearest")
+  p = np.array(frame_predictions, dtype=np.float64, copy=True)
+  if p.ndim != 2:
+    raise ValueError(f"frame_predictions must be [n, D], got shape {p.shape}")
+  windows = tuple(windows)
+  if len(windows) != p.shape[1]:
+    raise ValueError(f"{len(windows)} windows for {p.shape[1]} dimensions")
+  for w in windows:
+    _check_window(w)
+  if edge_mode not in EDGE_MODES:
+    raise ValueError(f"edge_mode {edge_mode!r} must be one of {EDGE_MODES}")
+  valid = np.ones(len(p), bool) if mask is None else np.asarray(mask).reshape(-1) != 0
+  if valid.shape[0] != p.shape[0]:
+    raise ValueError(f"mask has {valid.shape[0]} frames, frame_predictions {p.shape[0]}")
+  if valid.any():
+    for d, w in enumerate(windows):
+      if w > 1:
+        p[valid, d] = _median_1d(p[valid, d], int(w), edge_mode)
   return p
 
 
-def _utterance_values(records, windows, aggregate) -> np.ndarray:
-  return np.array([metrics.utterance_value(median_filter_frames(r["frame_predictions"], r["mask"], windows),
-                                           r["mask"], aggregate) for r in records]).reshape(-1, 2)
+def smooth_within_video(values, videos, counts, k) -> np.ndarray:
+  """Shrinks utterance values toward their video's frame-weighted mean: `(n p + k m) / (n + k)`.
 
+  Args:
+    values: [N, D] utterance values; NaN for utterances without a valid frame.
+    videos: [N] video of each utterance.
+    counts: [N] valid frames of each utterance (the weight n).
+    k: one strength per dimension, >= 0 (0: that dimension unchanged).
 
-def smooth_within_video(values: np.ndarray, videos, counts, k: tuple[float, float]) -> np.ndarray:
-  """`p' = (n p + k m_video) / (n + k)` per dimension; NaN values take their video's mean."""
+  Returns:
+    float64 [N, D]. Where k > 0, an utterance without a value takes m; a video without
+    any value stays NaN.
+  """
   out = np.array(values, dtype=np.float64, copy=True)
-  frame = pd.DataFrame({"video": list(videos), "n": np.asarray(counts, np.float64)})
-  for d in range(out.shape[1]):
-    frame["p"] = out[:, d]
-    video_mean = frame.groupby("video")["p"].transform("mean").values
-    n, p = frame["n"].values, np.where(np.isnan(out[:, d]), video_mean, out[:, d])
-    kd = float(k[d])
-    out[:, d] = p if kd <= 0 else (n * p + kd * video_mean) / (n + kd)
+  if out.ndim != 2 or len(k) != out.shape[1]:
+    raise ValueError(f"values must be [N, {len(k)}] for {len(k)} strengths, got shape {out.shape}")
+  codes = pd.factorize(np.asarray(videos, dtype=object))[0]
+  n = np.asarray(counts, dtype=np.float64).reshape(-1)
+  if len(codes) != len(out) or len(n) != len(out):
+    raise ValueError(f"{len(out)} values, {len(codes)} videos and {len(n)} counts differ")
+  for d, kd in enumerate(k):
+    if kd < 0 or not math.isfinite(kd):
+      raise ValueError(f"smoothing strength {kd!r} must be finite and >= 0")
+    if kd == 0:
+      continue
+    p = out[:, d]
+    has = ~np.isnan(p)
+    weight = np.where(has, n, 0.0)
+    total = np.bincount(codes, weights=np.where(has, p, 0.0) * weight)
+    mass = np.bincount(codes, weights=weight)
+    with np.errstate(invalid="ignore", divide="ignore"):
+      m = (total / mass)[codes]
+    out[:, d] = np.where(has, (n * np.where(has, p, 0.0) + kd * m) / (n + kd), m)
   return out
 
 
+def fill_missing(values, videos) -> np.ndarray:
+  """NaN utterance values: the mean of their video's other values, else the mean of all, else 0.
+
+  The rule of `evaluate.fill_faceless`, so a choice with every step off scores exactly
+  as the raw evaluation does.
+  """
+  out = np.array(values, dtype=np.float64, copy=True)
+  codes = pd.factorize(np.asarray(videos, dtype=object))[0]
+  if out.ndim != 2 or len(codes) != len(out):
+    raise ValueError(f"values must be [N, D] with one video each, got shape {out.shape} and {len(codes)} videos")
+  for d in range(out.shape[1]):
+    p = out[:, d]
+    has = ~np.isnan(p)
+    if has.all():
+      continue
+    total = np.bincount(codes, weights=np.where(has, p, 0.0), minlength=codes.max() + 1)
+    num = np.bincount(codes, weights=has.astype(np.float64), minlength=codes.max() + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+      video_mean = (total / num)[codes]
+    overall = p[has].mean() if has.any() else 0.0
+    out[:, d] = np.where(has, p, np.where(np.isnan(video_mean), overall, video_mean))
+  return out
+
+
+# ----------------------------------------------------------------------------- records
+@dataclasses.dataclass(frozen=True)
+class _Split:
+  """Records checked once: keys, valid frames only, and their counts."""
+
+  videos: list
+  utterances: list
+  frames: list  # float64 [n_valid, 2] per utterance
+  counts: np.ndarray
+
+
+def _check_records(records) -> _Split:
+  if len(records) == 0:
+    raise ValueError("no utterance records to post-process")
+  videos, utterances, frames, seen = [], [], [], {}
+  for i, r in enumerate(records):
+    missing = [k for k in ("video", "utterance", "frame_predictions") if k not in r]
+    if missing:
+      raise ValueError(f"record {i} lacks {missing} (has {sorted(r)})")
+    key = (str(r["video"]).strip(), str(r["utterance"]).strip())
+    where = f"record {i} ({key[0]}/{key[1]})"
+    if key in seen:
+      raise ValueError(f"{where} repeats record {seen[key]}: one record per (video, utterance)")
+    seen[key] = i
+    p = np.asarray(r["frame_predictions"], dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(DIMS):
+      raise ValueError(f"{where}: frame_predictions must be [n, {len(DIMS)}] (valence, arousal), got {p.shape}")
+    mask = r.get("mask")
+    valid = np.ones(len(p), bool) if mask is None else np.asarray(mask).reshape(-1) != 0
+    if valid.shape[0] != len(p):
+      raise ValueError(f"{where}: mask has {valid.shape[0]} frames, frame_predictions {len(p)}")
+    p = p[valid]
+    if not np.isfinite(p).all():
+      raise ValueError(f"{where}: NaN/inf predictions on {int((~np.isfinite(p).all(axis=1)).sum())} valid frames")
+    videos.append(key[0])
+    utterances.append(key[1])
+    frames.append(p)
+  return _Split(videos, utterances, frames, np.array([len(f) for f in frames], np.float64))
+
+
+def _dimension_values(split: _Split, d: int, window: int, aggregate: str, edge_mode: str) -> np.ndarray:
+  """[N] utterance values of dimension d after a median filter of `window` (NaN: no valid frame)."""
+  reduce = np.mean if aggregate == "mean" else np.median
+  out = np.full(len(split.frames), np.nan)
+  for i, f in enumerate(split.frames):
+    if len(f):
+      out[i] = reduce(_median_1d(f[:, d], window, edge_mode))
+  return out
+
+
+def utterance_values(records, windows=(1, 1), aggregate: str = "mean", edge_mode: str = "reflect") -> np.ndarray:
+  """[N, 2] utterance values after the median filter (NaN where an utterance has no valid frame)."""
+  split = _check_records(records)
+  for w in windows:
+    _check_window(w)
+  if aggregate not in metrics.AGGREGATES:
+    raise ValueError(f"aggregate {aggregate!r} must be one of {metrics.AGGREGATES}")
+  return np.stack([_dimension_values(split, d, int(windows[d]), aggregate, edge_mode) for d in range(len(DIMS))],
+                  axis=1)
+
+
 def apply(choice: PostprocessChoice, records: list[dict], aggregate: str | None = None) -> np.ndarray:
-  """Utterance predictions [N, 2] of `records` post-processed with a saved choice."""
-  values = _utterance_values(records, choice.median_window, aggregate or choice.aggregate)
-  counts = [int(np.asarray(r["mask"]).astype(bool).sum()) for r in records]
-  return smooth_within_video(values, [r["video"] for r in records], counts, choice.smoothing_k)
+  """Utterance predictions of `records` post-processed with a (saved) choice, unchanged.
+
+  Args:
+    choice: from `tune` or `load_choice`.
+    records: per-utterance records (module docstring).
+    aggregate: None, or the caller's aggregate, which must be the one the choice was
+      tuned with (a choice is applied unchanged).
+
+  Returns:
+    float64 [N, 2] (valence, arousal) in the records' order, without NaN (step 4).
+  """
+  if aggregate is not None and aggregate != choice.aggregate:
+    raise ValueError(f"the post-processing choice was tuned with aggregate {choice.aggregate!r}, "
+                     f"asked to apply it with {aggregate!r}; re-tune or use {choice.aggregate!r}")
+  split = _check_records(records)
+  values = np.stack([_dimension_values(split, d, choice.median_window[d], choice.aggregate, choice.edge_mode)
+                     for d in range(len(DIMS))], axis=1)
+  values = smooth_within_video(values, split.videos, split.counts, choice.smoothing_k)
+  return fill_missing(values, split.videos)
 
 
-def _score(records, labels, values, d) -> float:
-  table = pd.DataFrame({"video": [r["video"] for r in records], "utterance": [r["utterance"] for r in records]})
-  table["valence"], table["arousal"] = values[:, 0], values[:, 1]
-  table = table.fillna(table.mean(numeric_only=True)).fillna(0.0)
-  joined = metrics.match_predictions(labels, table)
-  return metrics.ccc_official(joined[f"pred_{DIMS[d]}"].values, joined[DIMS[d]].values)
+def records_from_frame_table(table: pd.DataFrame) -> list[dict]:
+  """Per-utterance records from a per-frame table (e.g. `frame_predictions_<split>.csv`).
+
+  Args:
+    table: columns video, utterance, valence, arousal (per-frame predictions), and
+      optionally frame (order within the utterance; else row order) and mask (else all 1).
+
+  Returns:
+    Records in order of first appearance of each (video, utterance).
+  """
+  missing = [c for c in ("video", "utterance", *DIMS) if c not in table.columns]
+  if missing:
+    raise ValueError(f"frame table lacks columns {missing} (has {list(table.columns)})")
+  t = table.copy()
+  for k in ("video", "utterance"):
+    t[k] = t[k].astype(str).str.strip()
+  t["_row"] = np.arange(len(t))
+  order = ["video", "utterance", "frame"] if "frame" in t.columns else ["video", "utterance", "_row"]
+  records = []
+  for (video, utterance), g in t.groupby(["video", "utterance"], sort=False):
+    g = g.sort_values(order[2], kind="stable")
+    if "frame" in g.columns and g["frame"].duplicated().any():
+      raise ValueError(f"frame table: {video}/{utterance} repeats frame numbers "
+                       f"{g.loc[g['frame'].duplicated(), 'frame'].tolist()[:5]}")
+    mask = g["mask"].to_numpy(np.float64) if "mask" in g.columns else np.ones(len(g))
+    records.append({"video": video, "utterance": utterance,
+                    "frame_predictions": g[list(DIMS)].to_numpy(np.float64), "mask": mask})
+  return records
 
 
-def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean",
-         config: configs.PostprocessConfig | None = None) -> PostprocessChoice:
+# ----------------------------------------------------------------------------- tuning
+def _labels_in_record_order(split: _Split, labels: pd.DataFrame) -> np.ndarray:
+  keys = pd.DataFrame({"video": split.videos, "utterance": split.utterances})
+  placeholder = keys.assign(valence=0.0, arousal=0.0)
+  # The same refusal as evaluation: every labelled utterance has exactly one record.
+  joined = metrics.match_predictions(labels, placeholder)
+  return joined.loc[list(zip(split.videos, split.utterances)), list(DIMS)].to_numpy(np.float64)
+
+
+def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", config=None,
+         window_grid=WINDOW_GRID, smoothing_grid=SMOOTHING_GRID, edge_mode: str = "reflect",
+         min_improvement: float = 1e-9) -> PostprocessChoice:
   """Searches the median windows and smoothing strengths on one split (validation).
 
-  Each step is kept, per dimension, only if it raises that split's CCC over the
-  previous stage. The paper's windows (81, 3) are always among the candidates.
+  Per dimension, greedily in the paper's order: the best window of `window_grid` plus
+  the paper's (from `config`) is kept only if it raises the split's CCC (official
+  global protocol, on `apply`'s complete output) over the raw predictions by more than
+  `min_improvement`; then the best k of `smoothing_grid`, on top of the kept filter,
+  only if it raises CCC over that stage. Ties go to the smaller window or k.
+
+  Args:
+    records: per-utterance records of the split (module docstring).
+    labels: the split's labels (video, utterance, valence, arousal); must line up with
+      the records one to one (`metrics.match_predictions` refuses otherwise).
+    aggregate: utterance value of the frames, "mean" or "median".
+    config: a `configs.PostprocessConfig` (paper windows, whether to try smoothing) or
+      None for the paper's defaults.
+    window_grid, smoothing_grid: candidates (1 / 0 = off are always included).
+    edge_mode: median filter mode at utterance ends (`EDGE_MODES`).
+    min_improvement: the CCC gain a step needs to be kept.
+
+  Returns:
+    The choice, with the CCC after each stage and of every candidate for the record.
   """
-  config = config or configs.PostprocessConfig()
-  paper = (config.median_window_valence, config.median_window_arousal)
-  counts = [int(np.asarray(r["mask"]).astype(bool).sum()) for r in records]
-  videos = [r["video"] for r in records]
-  raw = _utterance_values(records, (1, 1), aggregate)
-  windows, ks, history = [1, 1], [0.0, 0.0], {}
+  paper = (81, 3) if config is None else (config.median_window_valence, config.median_window_arousal)
+  try_smoothing = True if config is None else bool(config.smooth_utterances)
+  if aggregate not in metrics.AGGREGATES:
+    raise ValueError(f"aggregate {aggregate!r} must be one of {metrics.AGGREGATES}")
+  split = _check_records(records)
+  truth = _labels_in_record_order(split, labels)
+  windows, ks, history, search = [1, 1], [0.0, 0.0], {}, {}
   for d, dim in enumerate(DIMS):
-    base = _score(records, labels, raw, d)
-    best_w, best = 1, base
-    for w in sorted(set(WINDOW_GRID) | {paper[d]}):
-      if w <= 1:
-        continue
-      trial = list(windows)
-      trial[d] = w
-      score = _score(records, labels, _utterance_values(records, trial, aggregate), d)
-      if score > best + 1e-9:
-        best_w, best = w, score
-    windows[d] = best_w
-    filtered = _utterance_values(records, windows, aggregate)
+    candidates = sorted({int(w) for w in window_grid} | {int(paper[d]), 1})
+    for w in candidates:
+      _check_window(w)
+
+    def score(values, d=d):
+      filled = fill_missing(values[:, None], split.videos)[:, 0]
+      return metrics.ccc_official(filled, truth[:, d])
+
+    filtered = {w: _dimension_values(split, d, w, aggregate, edge_mode) for w in candidates}
+    window_scores = {w: score(v) for w, v in filtered.items()}
+    raw = best = window_scores[1]
+    for w in candidates:
+      if window_scores[w] > best + min_improvement:
+        windows[d], best = w, window_scores[w]
     after_median = best
-    best_k = 0.0
-    if config.smooth_utterances:
-      for k in SMOOTHING_GRID:
-        if k <= 0:
-          continue
-        trial = [0.0, 0.0]
-        trial[d] = k
-        score = _score(records, labels, smooth_within_video(filtered, videos, counts, trial), d)
-        if score > best + 1e-9:
-          best_k, best = k, score
-    ks[d] = best_k
-    history[dim] = {"raw": base, "median_filter": after_median, "smoothing": best}
+    k_scores = {}
+    if try_smoothing:
+      base = filtered[windows[d]][:, None]
+      for k in sorted({float(k) for k in smoothing_grid} - {0.0}):
+        k_scores[k] = score(smooth_within_video(base, split.videos, split.counts, (k,))[:, 0])
+        if k_scores[k] > best + min_improvement:
+          ks[d], best = k, k_scores[k]
+    history[dim] = {"raw": raw, "median_filter": after_median, "smoothing": best}
+    search[dim] = {"median_window": {str(w): s for w, s in window_scores.items()},
+                   "smoothing_k": {f"{k:g}": s for k, s in k_scores.items()}}
   return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=aggregate,
-                           validation_ccc=history)
+                           edge_mode=edge_mode, validation_ccc=history, search=search)

@@ -1,73 +1,274 @@
-"""Table VI post-processing: median filter against a loop reference, tuning keeps what helps."""
+"""Table VI post-processing: median filter against a loop reference, smoothing by hand, tuning keeps what helps."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import signal
 
-from omg_cnnrnn import postprocess
+from omg_cnnrnn import metrics, postprocess
 
 
 def _median_reference(x, w):
-  """Direct loop: window clipped at the edges by repeating the end values ('nearest')."""
+  """Direct loop over windows of the sequence mirrored at its ends, edge included (np.pad 'symmetric')."""
   h = w // 2
-  padded = np.concatenate([[x[0]] * h, x, [x[-1]] * h])
+  padded = np.pad(x, h, mode="symmetric")  # repeats the mirroring where h > len(x)
   return np.array([np.median(padded[i:i + w]) for i in range(len(x))])
 
 
-def test_median_filter_matches_a_loop_reference_and_skips_masked_frames():
+# ----------------------------------------------------------------------------- median filter
+def test_median_filter_matches_a_loop_reference():
   rng = np.random.default_rng(0)
   p = rng.normal(size=(30, 2))
   out = postprocess.median_filter_frames(p, None, (9, 3))
   np.testing.assert_allclose(out[:, 0], _median_reference(p[:, 0], 9))
   np.testing.assert_allclose(out[:, 1], _median_reference(p[:, 1], 3))
-  short = postprocess.median_filter_frames(p[:4], None, (81, 3))  # shorter than the window
-  np.testing.assert_allclose(short[:, 0], _median_reference(p[:4, 0], 81))
+  np.testing.assert_array_equal(postprocess.median_filter_frames(p, windows=(1, 1)), p)
+  default = postprocess.median_filter_frames(p)  # the paper's windows, 81 valence / 3 arousal
+  np.testing.assert_allclose(default[:, 0], _median_reference(p[:, 0], 81))
+  np.testing.assert_allclose(default[:, 1], _median_reference(p[:, 1], 3))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 5, 40])
+def test_median_filter_on_utterances_shorter_than_the_window(n):
+  rng = np.random.default_rng(n)
+  p = rng.normal(size=(n, 2))
+  out = postprocess.median_filter_frames(p, None, (81, 3))
+  np.testing.assert_allclose(out[:, 0], _median_reference(p[:, 0], 81))
+  np.testing.assert_allclose(out[:, 1], _median_reference(p[:, 1], 3))
+  # Mirroring shows every frame about equally often in a long window: each output lies
+  # between the two middle order statistics (the utterance's median for odd n).
+  s = np.sort(p[:, 0])
+  assert np.all(out[:, 0] >= s[(n - 1) // 2]) and np.all(out[:, 0] <= s[n // 2])
+
+
+def test_median_filter_edges_are_not_pulled_to_zero():
+  """Why not scipy.signal.medfilt: its zero padding drags a short utterance toward 0."""
+  p = np.full((20, 2), 0.5)
+  np.testing.assert_array_equal(postprocess.median_filter_frames(p, None, (81, 3)), p)
+  with pytest.warns(UserWarning, match="zero-padded"):
+    assert np.all(signal.medfilt(p[:, 0], 81) == 0.0)
+
+
+def test_median_filter_skips_masked_frames():
+  rng = np.random.default_rng(0)
+  p = rng.normal(size=(30, 2))
   mask = np.ones(30, bool)
-  mask[5:8] = False
+  mask[[0, 5, 6, 7, 20]] = False
   p_masked = p.copy()
-  p_masked[5:8] = 1e6
-  out = postprocess.median_filter_frames(p_masked, mask, (5, 1))
+  p_masked[~mask] = 1e6  # garbage in face-less frames must not leak into any window
+  out = postprocess.median_filter_frames(p_masked, mask.astype(np.float32), (5, 3))
   np.testing.assert_allclose(out[mask, 0], _median_reference(p[mask, 0], 5))
-  np.testing.assert_array_equal(out[~mask, 0], 1e6)  # masked frames untouched
+  np.testing.assert_allclose(out[mask, 1], _median_reference(p[mask, 1], 3))
+  np.testing.assert_array_equal(out[~mask], 1e6)  # returned unchanged; they never count downstream
+  none = postprocess.median_filter_frames(p, np.zeros(30), (5, 3))
+  np.testing.assert_array_equal(none, p)
+  assert postprocess.median_filter_frames(np.zeros((0, 2)), None, (81, 3)).shape == (0, 2)
 
 
-def _records(rng, noise, spread_within, videos=6, utts=5):
-  recs, rows = [], []
+def test_median_filter_refuses_bad_windows():
+  p = np.zeros((10, 2))
+  for windows, match in (((4, 3), "odd"), ((0, 3), "odd"), ((3.0, 3), "odd"), ((3,), "1 windows for 2")):
+    with pytest.raises(ValueError, match=match):
+      postprocess.median_filter_frames(p, None, windows)
+  with pytest.raises(ValueError, match="mask has 9 frames"):
+    postprocess.median_filter_frames(p, np.ones(9), (3, 3))
+  with pytest.raises(ValueError, match="edge_mode"):
+    postprocess.median_filter_frames(p, None, (3, 3), edge_mode="constant")
+
+
+# ----------------------------------------------------------------------------- smoothing and filling
+def test_smoothing_by_hand():
+  values = np.array([[0.5, 0.1], [-0.5, 0.3], [np.nan, np.nan], [0.2, 0.2]])
+  videos, counts = ["a", "a", "a", "b"], [10, 1, 0, 4]
+  m = (10 * 0.5 + 1 * -0.5) / 11  # video a's frame-weighted valence mean
+  out = postprocess.smooth_within_video(values, videos, counts, (5.0, 0.0))
+  np.testing.assert_allclose(out[:, 0], [(10 * 0.5 + 5 * m) / 15, (-0.5 + 5 * m) / 6, m, 0.2])
+  np.testing.assert_array_equal(out[:, 1], values[:, 1])  # k = 0: off
+  # The short utterance moves most: it had 1 frame, its neighbour 10.
+  assert abs(out[1, 0] - values[1, 0]) > 5 * abs(out[0, 0] - values[0, 0])
+  huge = postprocess.smooth_within_video(values, videos, counts, (1e9, 1e9))
+  np.testing.assert_allclose(huge[:3, 0], m, rtol=1e-6)
+  filled = postprocess.fill_missing(values, videos)
+  np.testing.assert_allclose(filled[2], [0.0, 0.2])  # mean of its video's other utterances
+  lonely = postprocess.fill_missing(np.array([[0.4, 0.0], [np.nan, np.nan]]), ["a", "b"])
+  np.testing.assert_allclose(lonely[1], [0.4, 0.0])  # a face-less video: the split's mean
+
+
+# ----------------------------------------------------------------------------- tuning
+def _split(seed, videos=8, utts=6, frames=(4, 60), level_spread=0.6, within=0.05, noise=0.05, outliers=0.0,
+           dims=(0, 1)):
+  """Records whose frames are the utterance's label plus noise (and outlier frames), and the label table.
+
+  Noise and outliers go to the dimensions in `dims` only; the others are predicted exactly.
+  """
+  rng = np.random.default_rng(seed)
+  records, rows = [], []
   for v in range(videos):
-    level = rng.uniform(-0.8, 0.8, 2)
+    level = rng.uniform(-level_spread, level_spread, 2)
     for u in range(utts):
-      truth = np.clip(level + rng.normal(0, spread_within, 2), -1, 1)
-      n = int(rng.integers(3, 40))
-      frames = truth + rng.normal(0, noise, (n, 2))
-      frames[rng.uniform(size=n) < 0.15] += rng.choice([-3, 3], size=2)  # outlier frames
-      recs.append({"video": f"v{v}", "utterance": f"u{u}", "frame_predictions": frames, "mask": np.ones(n)})
-      rows.append({"video": f"v{v}", "utterance": f"u{u}", "valence": truth[0], "arousal": truth[1]})
-  return recs, pd.DataFrame(rows)
+      truth = level + rng.normal(0, within, 2)
+      n = int(rng.integers(*frames))
+      frame = np.tile(truth, (n, 1))
+      for d in dims:
+        frame[:, d] += rng.normal(0, noise, n)
+        hit = rng.uniform(size=n) < outliers
+        frame[hit, d] += rng.choice([-4.0, 4.0], hit.sum())
+      mask = np.ones(n)
+      mask[rng.uniform(size=n) < 0.1] = 0
+      frame[mask == 0] = 50.0  # what a face-less frame holds must not matter
+      records.append({"video": f"v{v}", "utterance": f"utterance_{u}.mp4", "frame_predictions": frame, "mask": mask})
+      rows.append({"video": f"v{v}", "utterance": f"utterance_{u}.mp4", "valence": truth[0], "arousal": truth[1]})
+  return records, pd.DataFrame(rows)
 
 
-def test_tuning_keeps_steps_that_help_and_applies_unchanged(tmp_path):
-  rng = np.random.default_rng(1)
-  recs, labels = _records(rng, noise=0.4, spread_within=0.05)
-  choice = postprocess.tune(recs, labels)
-  # Outlier frames: median filtering helps; utterances of a video share their level: smoothing helps.
-  assert choice.median_window[0] > 1 and choice.smoothing_k[0] > 0
-  hist = choice.validation_ccc["valence"]
-  assert hist["smoothing"] > hist["raw"]
-  path = str(tmp_path / "choice.json")
+def _score(records, labels, values):
+  preds = pd.DataFrame({"video": [r["video"] for r in records], "utterance": [r["utterance"] for r in records],
+                        "valence": values[:, 0], "arousal": values[:, 1]})
+  return metrics.evaluate_utterances(labels, preds)
+
+
+def test_tuning_keeps_the_median_filter_when_outlier_frames_spoil_the_mean():
+  records, labels = _split(1, noise=0.05, outliers=0.15, within=0.3)
+  choice = postprocess.tune(records, labels)
+  for d, dim in enumerate(postprocess.DIMS):
+    hist = choice.validation_ccc[dim]
+    assert choice.median_window[d] > 1, choice
+    assert hist["median_filter"] > hist["raw"] + 0.05
+    assert hist["median_filter"] == choice.search[dim]["median_window"][str(choice.median_window[d])]
+  assert "81" in choice.search["valence"]["median_window"]  # the paper's windows are always tried
+  assert "3" in choice.search["arousal"]["median_window"]
+  result = _score(records, labels, postprocess.apply(choice, records))
+  for dim in postprocess.DIMS:  # apply reproduces what tuning measured
+    assert result[f"{dim}_ccc"] == pytest.approx(choice.validation_ccc[dim]["smoothing"], abs=1e-12)
+
+
+def test_tuning_keeps_smoothing_when_short_noisy_utterances_share_their_video_level():
+  records, labels = _split(2, frames=(2, 12), noise=0.5, within=0.02)
+  choice = postprocess.tune(records, labels)
+  for d, dim in enumerate(postprocess.DIMS):
+    hist = choice.validation_ccc[dim]
+    assert choice.smoothing_k[d] > 0, choice
+    assert hist["smoothing"] > hist["median_filter"] + 0.05
+
+
+def test_tuning_drops_steps_that_hurt_per_dimension():
+  # Utterances of a video differ strongly and predictions are right on their level:
+  # smoothing toward the video can only hurt. Valence frames carry outliers (the median
+  # filter helps there), arousal frames are exact (nothing to gain).
+  records, labels = _split(3, within=0.5, noise=0.0, outliers=0.15, dims=(0,))
+  choice = postprocess.tune(records, labels)
+  assert choice.median_window[0] > 1 and choice.median_window[1] == 1
+  assert choice.smoothing_k == (0.0, 0.0)
+  hist = choice.validation_ccc
+  assert max(choice.search["valence"]["smoothing_k"].values()) < hist["valence"]["median_filter"]
+  assert hist["arousal"]["raw"] == pytest.approx(1.0)
+  off = postprocess.tune(records, labels, window_grid=(1,), config=_NoSmoothing())
+  assert set(off.search["valence"]["median_window"]) == {"1", "81"}  # 'off' and the paper's window
+  assert set(off.search["arousal"]["median_window"]) == {"1", "3"}
+  assert off.search["valence"]["smoothing_k"] == {} and off.smoothing_k == (0.0, 0.0)
+
+
+class _NoSmoothing:
+  median_window_valence = 81
+  median_window_arousal = 3
+  smooth_utterances = False
+
+
+def test_saved_choice_applied_to_another_split_gives_the_in_memory_numbers(tmp_path):
+  validation, labels = _split(4, frames=(2, 30), noise=0.4, outliers=0.1, within=0.05)
+  choice = postprocess.tune(validation, labels)
+  assert choice.median_window != (1, 1) and choice.smoothing_k != (0.0, 0.0)
+  path = str(tmp_path / "workdir" / "postprocess.json")
   postprocess.save_choice(choice, path)
   loaded = postprocess.load_choice(path)
-  other, _ = _records(np.random.default_rng(2), noise=0.4, spread_within=0.05)
-  np.testing.assert_allclose(postprocess.apply(loaded, other), postprocess.apply(choice, other))
+  assert loaded.median_window == choice.median_window and loaded.smoothing_k == choice.smoothing_k
+  assert loaded.validation_ccc == choice.validation_ccc
+  test, test_labels = _split(5, frames=(2, 30), noise=0.4, outliers=0.1, within=0.05)
+  in_memory = postprocess.apply(choice, test)
+  np.testing.assert_array_equal(postprocess.apply(loaded, test), in_memory)
+  assert not np.isnan(in_memory).any()
+  # The tuned chain also helps on the unseen split.
+  raw = _score(test, test_labels, postprocess.apply(postprocess.PostprocessChoice(), test))
+  post = _score(test, test_labels, in_memory)
+  assert post["valence_ccc"] > raw["valence_ccc"] and post["arousal_ccc"] > raw["arousal_ccc"]
 
 
-def test_tuning_drops_smoothing_that_hurts(tmp_path):
-  rng = np.random.default_rng(3)
-  recs, labels = _records(rng, noise=0.0, spread_within=0.6)
-  for r in recs:  # exact, clean predictions: nothing can help
-    row = labels[(labels.video == r["video"]) & (labels.utterance == r["utterance"])].iloc[0]
-    r["frame_predictions"] = np.tile([row.valence, row.arousal], (len(r["mask"]), 1))
-  choice = postprocess.tune(recs, labels)
-  assert choice.median_window == (1, 1) and choice.smoothing_k == (0.0, 0.0)
-  (tmp_path / "bad.json").write_text("{}")
-  with pytest.raises(ValueError, match="not a post-processing choice"):
-    postprocess.load_choice(str(tmp_path / "bad.json"))
+def test_everything_off_is_the_raw_evaluation():
+  records, _ = _split(6)
+  records[3] = dict(records[3], mask=np.zeros(len(records[3]["mask"])))  # a face-less utterance
+  values = postprocess.apply(postprocess.PostprocessChoice(), records)
+  raw = np.array([metrics.utterance_value(r["frame_predictions"], r["mask"]) for r in records])
+  keep = np.arange(len(records)) != 3
+  np.testing.assert_allclose(values[keep], raw[keep], rtol=0, atol=1e-15)
+  others = [i for i, r in enumerate(records) if r["video"] == records[3]["video"] and i != 3]
+  np.testing.assert_allclose(values[3], raw[others].mean(axis=0))
+  median = postprocess.apply(postprocess.PostprocessChoice(aggregate="median"), records)
+  np.testing.assert_allclose(median[0], metrics.utterance_value(records[0]["frame_predictions"], records[0]["mask"],
+                                                                "median"))
+  with pytest.raises(ValueError, match="tuned with aggregate 'mean'.*'median'"):
+    postprocess.apply(postprocess.PostprocessChoice(), records, aggregate="median")
+
+
+def test_records_from_a_frame_table():
+  records, _ = _split(7, videos=2, utts=3)
+  rows = [pd.DataFrame({"video": r["video"] + " ", "utterance": r["utterance"], "frame": np.arange(len(r["mask"])),
+                        "mask": r["mask"].astype(int), "valence": r["frame_predictions"][:, 0],
+                        "arousal": r["frame_predictions"][:, 1]}) for r in records]
+  table = pd.concat(rows).sample(frac=1.0, random_state=0)  # frames shuffled: 'frame' restores the order
+  rebuilt = postprocess.records_from_frame_table(table)
+  assert sorted((r["video"], r["utterance"]) for r in rebuilt) == sorted((r["video"], r["utterance"]) for r in records)
+  by_key = {(r["video"], r["utterance"]): r for r in rebuilt}
+  for r in records:
+    np.testing.assert_array_equal(by_key[(r["video"], r["utterance"])]["frame_predictions"], r["frame_predictions"])
+  choice = postprocess.PostprocessChoice(median_window=(5, 3), smoothing_k=(20.0, 0.0))
+  order = [by_key[(r["video"], r["utterance"])] for r in records]
+  np.testing.assert_array_equal(postprocess.apply(choice, order), postprocess.apply(choice, records))
+  with pytest.raises(ValueError, match="repeats frame numbers"):
+    postprocess.records_from_frame_table(pd.concat([rows[0], rows[0].iloc[:1]]))
+
+
+# ----------------------------------------------------------------------------- refusals
+def test_bad_records_and_labels_are_refused():
+  records, labels = _split(8, videos=2, utts=3)
+  with pytest.raises(ValueError, match=r"record 3 \(v0/utterance_0.mp4\) repeats record 0"):
+    postprocess.apply(postprocess.PostprocessChoice(), records[:3] + [dict(records[0], video=" v0")])
+  with pytest.raises(ValueError, match=r"record 1 \(v0/utterance_1.mp4\): frame_predictions must be \[n, 2\]"):
+    postprocess.apply(postprocess.PostprocessChoice(), [records[0], dict(records[1], frame_predictions=np.zeros(5))])
+  with pytest.raises(ValueError, match=r"record 0 \(v0/utterance_0.mp4\): mask has 1 frames"):
+    postprocess.apply(postprocess.PostprocessChoice(), [dict(records[0], mask=np.ones(1))])
+  nan = np.array(records[0]["frame_predictions"])
+  nan[np.flatnonzero(records[0]["mask"])[0]] = np.nan
+  with pytest.raises(ValueError, match=r"v0/utterance_0.mp4\): NaN/inf predictions on 1 valid frames"):
+    postprocess.apply(postprocess.PostprocessChoice(), [dict(records[0], frame_predictions=nan)])
+  with pytest.raises(ValueError, match=r"record 0 lacks \['frame_predictions'\]"):
+    postprocess.apply(postprocess.PostprocessChoice(), [{"video": "v", "utterance": "u"}])
+  with pytest.raises(ValueError, match=r"1 labelled \(video, utterance\) keys have no prediction \(\('v1', "
+                                       r"'utterance_2.mp4'\)\)"):
+    postprocess.tune(records[:-1], labels)
+
+
+def test_choices_validate_and_bad_files_are_refused(tmp_path):
+  good = postprocess.choice_to_dict(postprocess.PostprocessChoice(median_window=(81, 3), smoothing_k=(40.0, 0.0)))
+  cases = {"missing": {k: v for k, v in good.items() if k != "edge_mode"},
+           "even": dict(good, median_window=[80, 3]),
+           "negative": dict(good, smoothing_k=[-1.0, 0.0]),
+           "mode": dict(good, edge_mode="constant"),
+           "extra": dict(good, windows=[3, 3])}
+  expected = {"missing": r"missing fields \['edge_mode'\]", "even": "odd integer", "negative": ">= 0",
+              "mode": "edge_mode 'constant'", "extra": r"unknown fields \['windows'\]"}
+  for name, d in cases.items():
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=f"{name}.json is not a post-processing choice: .*{expected[name]}"):
+      postprocess.load_choice(str(path))
+  (tmp_path / "text.json").write_text("median 81")
+  with pytest.raises(ValueError, match="text.json is not a post-processing choice: not JSON"):
+    postprocess.load_choice(str(tmp_path / "text.json"))
+  with pytest.raises(ValueError, match="none.json: post-processing choice not found"):
+    postprocess.load_choice(str(tmp_path / "none.json"))
+  (tmp_path / "float.json").write_text(json.dumps(dict(good, median_window=[81.0, 3.0])))
+  assert postprocess.load_choice(str(tmp_path / "float.json")).median_window == (81, 3)
+  with pytest.raises(ValueError, match="odd integer"):
+    postprocess.PostprocessChoice(median_window=(2, 3))
