@@ -211,7 +211,8 @@ def test_matching_refuses_missing_extra_duplicated_and_nan_rows():
   with pytest.raises(ValueError, match=r"1 labelled \(video, utterance\) keys have no prediction \(\('c', 'u1'\)\)"):
     metrics.evaluate_utterances(labels, preds.iloc[:5])
   extra = pd.concat([preds, pd.DataFrame([{"video": "d", "utterance": "u9", "valence": 0, "arousal": 0}])])
-  with pytest.raises(ValueError, match=r"1 predicted \(video, utterance\) keys are not in the labels \(\('d', 'u9'\)\)"):
+  with pytest.raises(ValueError,
+                     match=r"1 predicted \(video, utterance\) keys are not in the labels \(\('d', 'u9'\)\)"):
     metrics.evaluate_utterances(labels, extra)
   with pytest.raises(ValueError, match=r"2 \(video, utterance\) keys duplicated in the predictions "
                                        r"\(\('a', 'u1'\), \('b', 'u2'\)\)"):
