@@ -12,34 +12,37 @@ The chain, per dimension (valence and arousal keep their own settings):
 1. Median filter over each utterance's per-frame predictions, window `w` (the paper:
    81 valence, 3 arousal; 1 = off). Only the valid frames are filtered, as one sequence
    in frame order: a masked (face-less) frame neither enters a window nor receives a
-   value that counts. The ends use mode "reflect": the sequence is mirrored at its ends,
-   edge values included, repeatedly where the window is longer than the utterance
-   (`np.pad` "symmetric", then `scipy.ndimage.median_filter`). Why not the others:
-   `scipy.signal.medfilt` pads with zeros and pulls the edge frames toward 0, a bias
-   that grows with the window and touches every utterance shorter than about 2 w
-   frames (most OMG utterances at w = 81); mode "nearest" repeats each end value w/2
-   times, so where w is much longer than the utterance every window is dominated by
-   its two end frames and the filter does next to nothing. With "reflect" every frame
-   appears about equally often in a long window, so a window longer than the utterance
-   gives (nearly) its median on every frame.
+   value that counts. Two ways to extend an utterance at its ends are tried (the
+   paper does not say which it used), both `np.pad` then `scipy.ndimage.median_filter`:
+   - "reflect" (the default): the sequence mirrored at its ends, edge values included,
+     repeatedly where the window is longer than the utterance. Every frame appears
+     about equally often in a long window, so a window longer than the utterance gives
+     (nearly) its median on every frame;
+   - "nearest": each end value repeated w/2 times. Where w is much longer than the
+     utterance every window is dominated by copies of the first and last frames, so the
+     utterance value leans on its end frames (which can help: a recurrent network's
+     last frames have seen the most context).
+   Not `scipy.signal.medfilt`: it pads with zeros, pulling every frame within w/2 of
+   either end toward 0; at w = 81 (about 3 s) that is a large share of a typical 8 s
+   OMG utterance, and all of a short one.
 2. The utterance value: mean (or median) of its valid filtered frames
    (`metrics.utterance_value`).
 3. Smoothing within a video, aimed at utterances with few frames. Our reading of the
    paper's one sentence ("smoothing (especially to those that consisted of too few
    frames)"): each utterance value p, from n valid frames, is shrunk toward its video's
    mean m: `p' = (n p + k m) / (n + k)`, where m is the mean of the video's utterance
-   values weighted by their valid frames (with the mean aggregate: the mean over all the
-   video's valid frames). An utterance with many frames barely moves, one with few leans on its video
-   (on OMG most of the label variance lies between videos, see SPEC), and one without
-   any valid frame takes m. k = 0 turns the step off.
+   values weighted by their valid frames (with the mean aggregate: the mean over all
+   the video's valid frames). An utterance with many frames barely moves, one with few
+   leans on its video (on OMG most of the label variance lies between videos, see
+   SPEC), and one without any valid frame takes m. k = 0 turns the step off.
 4. Utterances still without a value (no valid frame, and the step above off or the
    whole video face-less) take the mean of their video's other utterances, else the
    split's mean (the rule of `evaluate.fill_faceless`), so `apply` returns a complete,
    scoreable table.
 
-`tune` searches w and k on the validation split and keeps each step, per dimension,
-only where it raises that split's CCC (official global protocol) over the previous
-stage; `save_choice`/`load_choice` store the choice as JSON and `apply` uses it
+`tune` searches w (with the edge mode) and k on the validation split and keeps each
+step, per dimension, only where it raises that split's CCC (official global protocol)
+over the previous stage; `save_choice`/`load_choice` store the choice as JSON and `apply` uses it
 unchanged on another split (the paper's protocol).
 """
 
@@ -76,7 +79,8 @@ class PostprocessChoice:
     median_window: odd window per dimension; 1 = median filter off.
     smoothing_k: shrinkage strength per dimension, in frames; 0 = smoothing off.
     aggregate: utterance value of the frames, "mean" or "median" (what it was tuned with).
-    edge_mode: `scipy.ndimage.median_filter` mode at the utterance's ends.
+    edge_mode: per dimension, how the median filter extends an utterance at its ends
+      (`EDGE_MODES`, module docstring).
     smoothing: the smoothing method (one so far, see the module docstring).
     validation_ccc: for the record, per dimension, the tuning split's CCC after each
       stage: "raw", "median_filter", "smoothing" (a stage not kept repeats the previous).
@@ -86,7 +90,7 @@ class PostprocessChoice:
   median_window: tuple[int, int] = (1, 1)
   smoothing_k: tuple[float, float] = (0.0, 0.0)
   aggregate: str = "mean"
-  edge_mode: str = "reflect"
+  edge_mode: tuple[str, str] = ("reflect", "reflect")
   smoothing: str = "shrink_to_video_mean"
   validation_ccc: dict = dataclasses.field(default_factory=dict)
   search: dict = dataclasses.field(default_factory=dict)
@@ -103,12 +107,23 @@ class PostprocessChoice:
         raise ValueError(f"smoothing_k {k!r} must be a finite number >= 0 (0 = off)")
     if self.aggregate not in metrics.AGGREGATES:
       raise ValueError(f"aggregate {self.aggregate!r} must be one of {metrics.AGGREGATES}")
-    if self.edge_mode not in EDGE_MODES:
-      raise ValueError(f"edge_mode {self.edge_mode!r} must be one of {EDGE_MODES}")
+    modes = _edge_modes(self.edge_mode, len(DIMS))
     if self.smoothing not in SMOOTHING_METHODS:
       raise ValueError(f"smoothing {self.smoothing!r} must be one of {SMOOTHING_METHODS}")
     object.__setattr__(self, "median_window", tuple(int(w) for w in windows))
     object.__setattr__(self, "smoothing_k", tuple(float(k) for k in ks))
+    object.__setattr__(self, "edge_mode", modes)
+
+
+def _edge_modes(edge_mode, num_dims: int) -> tuple[str, ...]:
+  """One mode per dimension from a mode or a per-dimension sequence; ValueError if unknown."""
+  modes = (edge_mode,) * num_dims if isinstance(edge_mode, str) else tuple(edge_mode)
+  if len(modes) != num_dims:
+    raise ValueError(f"edge_mode {edge_mode!r}: need one mode or {num_dims}")
+  for m in modes:
+    if m not in EDGE_MODES:
+      raise ValueError(f"edge_mode {m!r} must be one of {EDGE_MODES}")
+  return modes
 
 
 def _check_window(w) -> None:
@@ -122,6 +137,7 @@ def choice_to_dict(choice: PostprocessChoice) -> dict:
   d = dataclasses.asdict(choice)
   d["median_window"] = list(choice.median_window)
   d["smoothing_k"] = list(choice.smoothing_k)
+  d["edge_mode"] = list(choice.edge_mode)
   return d
 
 
@@ -142,7 +158,8 @@ def choice_from_dict(d: dict) -> PostprocessChoice:
   # JSON has one number type: a window written as 81.0 is still 81, 81.5 is refused below.
   windows = [int(w) if isinstance(w, float) and w.is_integer() else w for w in windows]
   return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=d["aggregate"],
-                           edge_mode=d["edge_mode"], smoothing=d["smoothing"],
+                           edge_mode=d["edge_mode"] if isinstance(d["edge_mode"], str) else tuple(d["edge_mode"]),
+                           smoothing=d["smoothing"],
                            validation_ccc=d.get("validation_ccc", {}), search=d.get("search", {}))
 
 
@@ -193,7 +210,7 @@ def _median_1d(x: np.ndarray, window: int, edge_mode: str) -> np.ndarray:
   return ndimage.median_filter(padded, size=window, mode="nearest")[h:h + len(x)]
 
 
-def median_filter_frames(frame_predictions, mask=None, windows=(81, 3), edge_mode: str = "reflect") -> np.ndarray:
+def median_filter_frames(frame_predictions, mask=None, windows=(81, 3), edge_mode="reflect") -> np.ndarray:
   """Median filter of one utterance's per-frame predictions, per dimension, over its valid frames.
 
   Args:
@@ -202,7 +219,7 @@ def median_filter_frames(frame_predictions, mask=None, windows=(81, 3), edge_mod
       one sequence; masked frames are returned unchanged and never enter a window.
     windows: one odd window per dimension (1 = that dimension unfiltered). Windows
       longer than the utterance are fine (see the module docstring).
-    edge_mode: `scipy.ndimage.median_filter` mode, one of `EDGE_MODES`.
+    edge_mode: one of `EDGE_MODES` (module docstring), or one per dimension.
 
   Returns:
     float64 [n, D].
@@ -215,15 +232,14 @@ def median_filter_frames(frame_predictions, mask=None, windows=(81, 3), edge_mod
     raise ValueError(f"{len(windows)} windows for {p.shape[1]} dimensions")
   for w in windows:
     _check_window(w)
-  if edge_mode not in EDGE_MODES:
-    raise ValueError(f"edge_mode {edge_mode!r} must be one of {EDGE_MODES}")
+  modes = _edge_modes(edge_mode, p.shape[1])
   valid = np.ones(len(p), bool) if mask is None else np.asarray(mask).reshape(-1) != 0
   if valid.shape[0] != p.shape[0]:
     raise ValueError(f"mask has {valid.shape[0]} frames, frame_predictions {p.shape[0]}")
   if valid.any():
     for d, w in enumerate(windows):
       if w > 1:
-        p[valid, d] = _median_1d(p[valid, d], int(w), edge_mode)
+        p[valid, d] = _median_1d(p[valid, d], int(w), modes[d])
   return p
 
 
@@ -337,14 +353,15 @@ def _dimension_values(split: _Split, d: int, window: int, aggregate: str, edge_m
   return out
 
 
-def utterance_values(records, windows=(1, 1), aggregate: str = "mean", edge_mode: str = "reflect") -> np.ndarray:
+def utterance_values(records, windows=(1, 1), aggregate: str = "mean", edge_mode="reflect") -> np.ndarray:
   """[N, 2] utterance values after the median filter (NaN where an utterance has no valid frame)."""
   split = _check_records(records)
   for w in windows:
     _check_window(w)
   if aggregate not in metrics.AGGREGATES:
     raise ValueError(f"aggregate {aggregate!r} must be one of {metrics.AGGREGATES}")
-  return np.stack([_dimension_values(split, d, int(windows[d]), aggregate, edge_mode) for d in range(len(DIMS))],
+  modes = _edge_modes(edge_mode, len(DIMS))
+  return np.stack([_dimension_values(split, d, int(windows[d]), aggregate, modes[d]) for d in range(len(DIMS))],
                   axis=1)
 
 
@@ -364,7 +381,7 @@ def apply(choice: PostprocessChoice, records: list[dict], aggregate: str | None 
     raise ValueError(f"the post-processing choice was tuned with aggregate {choice.aggregate!r}, "
                      f"asked to apply it with {aggregate!r}; re-tune or use {choice.aggregate!r}")
   split = _check_records(records)
-  values = np.stack([_dimension_values(split, d, choice.median_window[d], choice.aggregate, choice.edge_mode)
+  values = np.stack([_dimension_values(split, d, choice.median_window[d], choice.aggregate, choice.edge_mode[d])
                      for d in range(len(DIMS))], axis=1)
   values = smooth_within_video(values, split.videos, split.counts, choice.smoothing_k)
   return fill_missing(values, split.videos)
@@ -410,15 +427,18 @@ def _labels_in_record_order(split: _Split, labels: pd.DataFrame) -> np.ndarray:
 
 
 def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", config=None,
-         window_grid=WINDOW_GRID, smoothing_grid=SMOOTHING_GRID, edge_mode: str = "reflect",
+         window_grid=WINDOW_GRID, smoothing_grid=SMOOTHING_GRID, edge_modes=EDGE_MODES,
          min_improvement: float = 1e-9) -> PostprocessChoice:
   """Searches the median windows and smoothing strengths on one split (validation).
 
-  Per dimension, greedily in the paper's order: the best window of `window_grid` plus
-  the paper's (from `config`) is kept only if it raises the split's CCC (official
-  global protocol, on `apply`'s complete output) over the raw predictions by more than
-  `min_improvement`; then the best k of `smoothing_grid`, on top of the kept filter,
-  only if it raises CCC over that stage. Ties go to the smaller window or k.
+  Per dimension, greedily in the paper's order: the best (edge mode, window) of
+  `edge_modes` x (`window_grid` plus the paper's window from `config`) is kept only if
+  it raises the split's CCC (official global protocol, on `apply`'s complete output)
+  over the raw predictions by more than `min_improvement`; then the best k of
+  `smoothing_grid`, on top of the kept filter, only if it raises CCC over that stage.
+  Ties go to the earlier mode, the smaller window, the smaller k. Every candidate
+  tried makes the tuning split's score more optimistic; the other split is the honest
+  measure.
 
   Args:
     records: per-utterance records of the split (module docstring).
@@ -428,7 +448,7 @@ def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", con
     config: a `configs.PostprocessConfig` (paper windows, whether to try smoothing) or
       None for the paper's defaults.
     window_grid, smoothing_grid: candidates (1 / 0 = off are always included).
-    edge_mode: median filter mode at utterance ends (`EDGE_MODES`).
+    edge_modes: the median filter's end handling to try (`EDGE_MODES`).
     min_improvement: the CCC gain a step needs to be kept.
 
   Returns:
@@ -438,9 +458,12 @@ def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", con
   try_smoothing = True if config is None else bool(config.smooth_utterances)
   if aggregate not in metrics.AGGREGATES:
     raise ValueError(f"aggregate {aggregate!r} must be one of {metrics.AGGREGATES}")
+  edge_modes = _edge_modes(edge_modes, len(edge_modes) if not isinstance(edge_modes, str) else 1)
+  if not edge_modes:
+    raise ValueError("edge_modes is empty: no median filter to try")
   split = _check_records(records)
   truth = _labels_in_record_order(split, labels)
-  windows, ks, history, search = [1, 1], [0.0, 0.0], {}, {}
+  windows, ks, modes, history, search = [1, 1], [0.0, 0.0], [edge_modes[0]] * 2, {}, {}
   for d, dim in enumerate(DIMS):
     candidates = sorted({int(w) for w in window_grid} | {int(paper[d]), 1})
     for w in candidates:
@@ -450,22 +473,25 @@ def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", con
       filled = fill_missing(values[:, None], split.videos)[:, 0]
       return metrics.ccc_official(filled, truth[:, d])
 
-    filtered = {w: _dimension_values(split, d, w, aggregate, edge_mode) for w in candidates}
-    window_scores = {w: score(v) for w, v in filtered.items()}
-    raw = best = window_scores[1]
-    for w in candidates:
-      if window_scores[w] > best + min_improvement:
-        windows[d], best = w, window_scores[w]
+    unfiltered = _dimension_values(split, d, 1, aggregate, edge_modes[0])
+    raw = best = score(unfiltered)
+    kept = unfiltered
+    window_scores = {}
+    for mode in edge_modes:
+      window_scores[mode] = {"1": raw}
+      for w in candidates[1:]:
+        values = _dimension_values(split, d, w, aggregate, mode)
+        window_scores[mode][str(w)] = s = score(values)
+        if s > best + min_improvement:
+          windows[d], modes[d], best, kept = w, mode, s, values
     after_median = best
     k_scores = {}
     if try_smoothing:
-      base = filtered[windows[d]][:, None]
       for k in sorted({float(k) for k in smoothing_grid} - {0.0}):
-        k_scores[k] = score(smooth_within_video(base, split.videos, split.counts, (k,))[:, 0])
-        if k_scores[k] > best + min_improvement:
-          ks[d], best = k, k_scores[k]
+        k_scores[f"{k:g}"] = s = score(smooth_within_video(kept[:, None], split.videos, split.counts, (k,))[:, 0])
+        if s > best + min_improvement:
+          ks[d], best = k, s
     history[dim] = {"raw": raw, "median_filter": after_median, "smoothing": best}
-    search[dim] = {"median_window": {str(w): s for w, s in window_scores.items()},
-                   "smoothing_k": {f"{k:g}": s for k, s in k_scores.items()}}
+    search[dim] = {"median_window": window_scores, "smoothing_k": k_scores}
   return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=aggregate,
-                           edge_mode=edge_mode, validation_ccc=history, search=search)
+                           edge_mode=tuple(modes), validation_ccc=history, search=search)

@@ -51,6 +51,22 @@ def test_median_filter_edges_are_not_pulled_to_zero():
     assert np.all(signal.medfilt(p[:, 0], 81) == 0.0)
 
 
+def test_median_filter_nearest_mode_and_per_dimension_modes():
+  rng = np.random.default_rng(1)
+  p = rng.normal(size=(12, 2))
+
+  def nearest_reference(x, w):
+    padded = np.pad(x, w // 2, mode="edge")
+    return np.array([np.median(padded[i:i + w]) for i in range(len(x))])
+
+  out = postprocess.median_filter_frames(p, None, (81, 5), edge_mode=("nearest", "reflect"))
+  np.testing.assert_allclose(out[:, 0], nearest_reference(p[:, 0], 81))
+  np.testing.assert_allclose(out[:, 1], _median_reference(p[:, 1], 5))
+  # A window much longer than the utterance: 'nearest' gives the end frames the say.
+  assert set(out[:, 0]) <= {p[0, 0], p[-1, 0]} | set(np.sort(p[:, 0]))
+  assert np.mean(np.isin(out[:, 0], [p[0, 0], p[-1, 0]])) > 0.5
+
+
 def test_median_filter_skips_masked_frames():
   rng = np.random.default_rng(0)
   p = rng.normal(size=(30, 2))
@@ -136,9 +152,11 @@ def test_tuning_keeps_the_median_filter_when_outlier_frames_spoil_the_mean():
     hist = choice.validation_ccc[dim]
     assert choice.median_window[d] > 1, choice
     assert hist["median_filter"] > hist["raw"] + 0.05
-    assert hist["median_filter"] == choice.search[dim]["median_window"][str(choice.median_window[d])]
-  assert "81" in choice.search["valence"]["median_window"]  # the paper's windows are always tried
-  assert "3" in choice.search["arousal"]["median_window"]
+    tried = choice.search[dim]["median_window"][choice.edge_mode[d]]
+    assert hist["median_filter"] == tried[str(choice.median_window[d])]
+  for mode in postprocess.EDGE_MODES:  # the paper's windows are always tried, with each end handling
+    assert "81" in choice.search["valence"]["median_window"][mode]
+    assert "3" in choice.search["arousal"]["median_window"][mode]
   result = _score(records, labels, postprocess.apply(choice, records))
   for dim in postprocess.DIMS:  # apply reproduces what tuning measured
     assert result[f"{dim}_ccc"] == pytest.approx(choice.validation_ccc[dim]["smoothing"], abs=1e-12)
@@ -164,9 +182,10 @@ def test_tuning_drops_steps_that_hurt_per_dimension():
   hist = choice.validation_ccc
   assert max(choice.search["valence"]["smoothing_k"].values()) < hist["valence"]["median_filter"]
   assert hist["arousal"]["raw"] == pytest.approx(1.0)
-  off = postprocess.tune(records, labels, window_grid=(1,), config=_NoSmoothing())
-  assert set(off.search["valence"]["median_window"]) == {"1", "81"}  # 'off' and the paper's window
-  assert set(off.search["arousal"]["median_window"]) == {"1", "3"}
+  off = postprocess.tune(records, labels, window_grid=(1,), config=_NoSmoothing(), edge_modes=("reflect",))
+  assert set(off.search["valence"]["median_window"]) == {"reflect"}
+  assert set(off.search["valence"]["median_window"]["reflect"]) == {"1", "81"}  # 'off' and the paper's window
+  assert set(off.search["arousal"]["median_window"]["reflect"]) == {"1", "3"}
   assert off.search["valence"]["smoothing_k"] == {} and off.smoothing_k == (0.0, 0.0)
 
 
@@ -174,6 +193,31 @@ class _NoSmoothing:
   median_window_valence = 81
   median_window_arousal = 3
   smooth_utterances = False
+
+
+def test_tuning_chooses_the_edge_mode_per_dimension():
+  """Valence: only the end frames are right (nearest helps); arousal: the end frames are wrong (reflect)."""
+  rng = np.random.default_rng(9)
+  records, rows = [], []
+  for v in range(10):
+    for u in range(4):
+      truth = rng.uniform(-0.8, 0.8, 2)
+      n = int(rng.integers(8, 20))
+      frames = np.tile(truth, (n, 1))
+      frames[3:-3, 0] += rng.normal(0, 0.6)  # an utterance-wide error on the middle valence frames
+      frames[:, 1] += rng.normal(0, 0.05, n)
+      frames[[0, -1], 1] += rng.choice([-3.0, 3.0], 2)  # broken first/last arousal frames
+      records.append({"video": f"v{v}", "utterance": f"u{u}", "frame_predictions": frames, "mask": np.ones(n)})
+      rows.append({"video": f"v{v}", "utterance": f"u{u}", "valence": truth[0], "arousal": truth[1]})
+  choice = postprocess.tune(records, pd.DataFrame(rows), smoothing_grid=())
+  assert choice.edge_mode == ("nearest", "reflect"), choice
+  assert choice.median_window[0] > 1 and choice.median_window[1] > 1
+  hist = choice.validation_ccc  # measured: valence 0.84 -> 1.0, arousal 0.74 -> 0.999
+  assert hist["valence"]["raw"] < 0.9 and hist["valence"]["median_filter"] > 0.99
+  assert hist["arousal"]["raw"] < 0.8 and hist["arousal"]["median_filter"] > 0.99
+  for d, dim in enumerate(postprocess.DIMS):
+    other = "reflect" if choice.edge_mode[d] == "nearest" else "nearest"
+    assert choice.validation_ccc[dim]["median_filter"] > max(choice.search[dim]["median_window"][other].values())
 
 
 def test_saved_choice_applied_to_another_split_gives_the_in_memory_numbers(tmp_path):
@@ -268,7 +312,8 @@ def test_choices_validate_and_bad_files_are_refused(tmp_path):
     postprocess.load_choice(str(tmp_path / "text.json"))
   with pytest.raises(ValueError, match="none.json: post-processing choice not found"):
     postprocess.load_choice(str(tmp_path / "none.json"))
-  (tmp_path / "float.json").write_text(json.dumps(dict(good, median_window=[81.0, 3.0])))
-  assert postprocess.load_choice(str(tmp_path / "float.json")).median_window == (81, 3)
+  (tmp_path / "float.json").write_text(json.dumps(dict(good, median_window=[81.0, 3.0], edge_mode="nearest")))
+  loaded = postprocess.load_choice(str(tmp_path / "float.json"))
+  assert loaded.median_window == (81, 3) and loaded.edge_mode == ("nearest", "nearest")
   with pytest.raises(ValueError, match="odd integer"):
     postprocess.PostprocessChoice(median_window=(2, 3))
