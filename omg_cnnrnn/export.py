@@ -8,6 +8,23 @@ Signatures (scaling to [-1, 1] happens inside the graph):
 Both return `per_frame` (B, T, 2), `valence` / `arousal` (B, T), and the per-utterance
 values `utterance` (B, 2), `utterance_valence` / `utterance_arousal` (B,), the mean
 (or median, per the experiment's config) of the valid frames.
+- `serve_streaming(frames, mask, state)`: one chunk of a longer video; `state` float32
+  (B, N, U) comes from the previous chunk's output (`streaming_initial_state` gives the
+  first, zeros). Returns `per_frame`, `valence`, `arousal` and the next `state`. Chunks
+  fed in order give the predictions of the whole sequence at once (to float rounding),
+  in memory that does not grow with the video. Frames with mask 0 (no face) neither
+  advance nor reset the state: it is carried over them, as in training (a chunk without
+  any face returns its input state), and their predictions are meaningless.
+- `streaming_initial_state(batch_size)`: int32 scalar -> `state` zeros (B, N, U).
+
+The state is a fixed-shape tensor so a client needs no knowledge of the layers:
+N = GRU layers of the network (`models.cnn_rnn.num_states`: RNN branches x 2), U = the
+GRU units (128 in the paper); row `branch * rnn_layers + layer - 1`, branches in config
+order (`models.cnn_rnn.build_streaming_model`). CNN-only rows have no recurrent state:
+N = 0, a zero-width (B, 0, U) tensor passed through unchanged, so clients treat every
+row alike. RNN rows are served by the streaming form of the network
+(`models.cnn_rnn.streaming_twin`, the same weights) in every signature; the others by
+the model itself. The SavedModel holds one copy of the weights.
 
 The export directory also holds `config.json` (the experiment) and, when the workdir
 has one, `postprocess.json` (the tuned post-processing choice). The SavedModel loads
@@ -24,32 +41,63 @@ import tensorflow as tf
 import tf_keras
 
 from omg_cnnrnn import configs, losses
+from omg_cnnrnn.models import cnn_rnn
+
+STREAMING_SIGNATURE = "serve_streaming"
+INITIAL_STATE_SIGNATURE = "streaming_initial_state"
 
 
 class ServingModule(tf.Module):
-  """Wraps a trained model with uint8-in, valence/arousal-out functions."""
+  """Wraps a trained model with uint8-in, valence/arousal-out functions (module docstring)."""
 
   def __init__(self, model: tf_keras.Model, config: configs.ExperimentConfig):
     super().__init__(name="omg_cnnrnn_serving")
-    self.model = model
     self.aggregate = config.data.utterance_aggregate
+    self.streaming = config.model.has_rnn
+    self.num_states = cnn_rnn.num_states(config.model)
+    self.state_units = config.model.rnn_units
     size = config.data.image_size
+    # RNN rows: the streaming form serves every signature (whole sequences start from the
+    # zero state, exactly as the model does), so the SavedModel holds one copy of the weights.
+    self.model = cnn_rnn.streaming_twin(model, config.model, size) if self.streaming else model
     frames_spec = tf.TensorSpec((None, None, size, size, 3), tf.uint8, name="frames")
     mask_spec = tf.TensorSpec((None, None), tf.float32, name="mask")
+    state_spec = tf.TensorSpec((None, self.num_states, self.state_units), tf.float32, name="state")
     self.serve = tf.function(self._serve_all, input_signature=[frames_spec])
     self.serve_with_mask = tf.function(self._serve, input_signature=[frames_spec, mask_spec])
+    self.serve_streaming = tf.function(self._serve_streaming, input_signature=[frames_spec, mask_spec, state_spec])
+    self.initial_state = tf.function(self._initial_state, input_signature=[tf.TensorSpec((), tf.int32,
+                                                                                         name="batch_size")])
+
+  def _initial_state(self, batch_size):
+    return {"state": tf.zeros(tf.stack([batch_size, self.num_states, self.state_units]), tf.float32)}
+
+  def _run(self, frames, mask, state):
+    """(per-frame predictions, next state) of a chunk of uint8 frames."""
+    scaled = (tf.cast(frames, tf.float32) - 128.0) / 128.0  # released code's scaling
+    if not self.streaming:
+      return tf.cast(self.model({"frames": scaled, "mask": mask}, training=False), tf.float32), state
+    out = self.model({"frames": scaled, "mask": mask, "state": state}, training=False)
+    return tf.cast(out["predictions"], tf.float32), tf.cast(out["state"], tf.float32)
 
   def _serve_all(self, frames):
     return self._serve(frames, tf.ones(tf.shape(frames)[:2], tf.float32))
 
   def _serve(self, frames, mask):
-    scaled = (tf.cast(frames, tf.float32) - 128.0) / 128.0  # released code's scaling
-    per_frame = self.model({"frames": scaled, "mask": mask}, training=False)
+    state = self._initial_state(tf.shape(frames)[0])["state"]
+    per_frame, _ = self._run(frames, mask, state)
     utterance, _ = losses.sequence_aggregate(per_frame, mask, self.aggregate)
     return {
         "per_frame": per_frame, "valence": per_frame[..., 0], "arousal": per_frame[..., 1],
         "utterance": utterance, "utterance_valence": utterance[:, 0], "utterance_arousal": utterance[:, 1],
     }
+
+  def _serve_streaming(self, frames, mask, state):
+    # The signature's shape is not enforced on every caller (a loaded SavedModel's
+    # signature accepts any N): a state of another network fails here, loudly.
+    state = tf.ensure_shape(state, (None, self.num_states, self.state_units))
+    per_frame, state = self._run(frames, mask, state)
+    return {"per_frame": per_frame, "valence": per_frame[..., 0], "arousal": per_frame[..., 1], "state": state}
 
 
 def export_saved_model(model: tf_keras.Model, config: configs.ExperimentConfig, export_dir: str,
@@ -59,7 +107,9 @@ def export_saved_model(model: tf_keras.Model, config: configs.ExperimentConfig, 
   tmp = export_dir.rstrip("/") + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve,
-                                               "serve_with_mask": module.serve_with_mask})
+                                               "serve_with_mask": module.serve_with_mask,
+                                               STREAMING_SIGNATURE: module.serve_streaming,
+                                               INITIAL_STATE_SIGNATURE: module.initial_state})
   with open(os.path.join(tmp, "config.json"), "w") as f:
     f.write(config.to_json())
   if postprocess_path and os.path.exists(postprocess_path):

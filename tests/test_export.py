@@ -1,11 +1,13 @@
-"""Export round trip: the SavedModel reproduces the Keras model, also without this package."""
+"""Export round trip: the SavedModel reproduces the Keras model, also without this package; streaming signature."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from omg_cnnrnn import experiments, export, losses, models
@@ -59,3 +61,68 @@ def test_saved_model_loads_without_the_package(tmp_path):
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   got = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _cnn_only_config():
+  config = experiments.get("testing")
+  stream = dataclasses.replace(config.model.streams[0], rnn_inputs=())
+  return dataclasses.replace(config, name="testing_cnn_only",
+                             model=dataclasses.replace(config.model, streams=(stream,)))
+
+
+def _stream(signature, frames, mask, state, chunk):
+  outs = []
+  for a in range(0, frames.shape[1], chunk):
+    out = signature(frames=tf.constant(frames[:, a:a + chunk]), mask=tf.constant(mask[:, a:a + chunk]),
+                    state=tf.constant(state))
+    outs.append(out["per_frame"].numpy())
+    state = out["state"].numpy()
+  return np.concatenate(outs, axis=1), state
+
+
+def test_streaming_signature_equals_whole_sequence(tmp_path):
+  model, config = _model()
+  path = export.export_saved_model(model, config, str(tmp_path / "sm"))
+  loaded = tf.saved_model.load(path)
+  rng = np.random.default_rng(1)
+  frames = rng.integers(0, 256, (2, 13, 32, 32, 3), dtype=np.uint8)
+  mask = np.ones((2, 13), np.float32)
+  mask[0, 4:9] = 0  # face lost across a chunk boundary
+  mask[1, 10:] = 0  # ... and at the end
+  whole = loaded.signatures["serve_with_mask"](frames=tf.constant(frames), mask=tf.constant(mask))["per_frame"]
+  state = loaded.signatures[export.INITIAL_STATE_SIGNATURE](batch_size=tf.constant(2))["state"].numpy()
+  # testing row: one RNN branch of 2 GRU layers of 8 units.
+  assert state.shape == (2, 2, 8) and not state.any()
+  streamed, final = _stream(loaded.signatures[export.STREAMING_SIGNATURE], frames, mask, state, chunk=3)
+  valid = mask > 0
+  np.testing.assert_allclose(streamed[valid], whole.numpy()[valid], atol=1e-5)
+  assert np.abs(final).max() > 0
+
+  # A chunk without any face hands its input state back unchanged.
+  sig = loaded.signatures[export.STREAMING_SIGNATURE]
+  out = sig(frames=tf.constant(frames[:, :4]), mask=tf.zeros((2, 4)), state=tf.constant(final))
+  np.testing.assert_array_equal(out["state"].numpy(), final)
+  # The state shape is fixed by the signature: a wrong one is refused.
+  with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+    sig(frames=tf.constant(frames[:, :4]), mask=tf.ones((2, 4)), state=tf.zeros((2, 3, 8)))
+
+
+def test_saved_model_holds_one_copy_of_the_weights(tmp_path):
+  model, config = _model()
+  path = export.export_saved_model(model, config, str(tmp_path / "sm"))
+  stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
+  assert sum(int(np.prod(shape)) for name, shape in stored if "OBJECT_GRAPH" not in name) == model.count_params()
+
+
+def test_cnn_only_streaming_has_a_zero_width_state(tmp_path):
+  config = _cnn_only_config()
+  model = models.build_model(config.model, image_size=32)
+  loaded = tf.saved_model.load(export.export_saved_model(model, config, str(tmp_path / "sm")))
+  state = loaded.signatures[export.INITIAL_STATE_SIGNATURE](batch_size=tf.constant(1))["state"].numpy()
+  assert state.shape == (1, 0, config.model.rnn_units)
+  frames = np.random.default_rng(2).integers(0, 256, (1, 5, 32, 32, 3), dtype=np.uint8)
+  mask = np.ones((1, 5), np.float32)
+  streamed, final = _stream(loaded.signatures[export.STREAMING_SIGNATURE], frames, mask, state, chunk=2)
+  expected = model({"frames": (frames.astype(np.float32) - 128) / 128, "mask": mask}, training=False).numpy()
+  np.testing.assert_allclose(streamed, expected, rtol=1e-5, atol=1e-6)
+  assert final.shape == (1, 0, config.model.rnn_units)

@@ -15,6 +15,11 @@ and skipped by the GRUs (the state is carried over them), so they never
 change the predictions of valid frames. CNN-only rows also run on single
 frames: `frame_model(model)` gives `(N, S, S, 3) -> (N, 2)` sharing weights.
 
+Streaming: `build_streaming_model` is the same network with the GRU states as an
+extra input and output (`(B, N, U)`, layout in its docstring), so a video of any
+length runs chunk by chunk with the state carried; `streaming_twin` builds it with a
+trained model's weights.
+
 Layer names: `<backbone>` (the nested backbone model), `<backbone>_fc1`,
 `<backbone>_fc1_dropout`, `<backbone>_rnn_<taps>_gru1` ... (one RNN subnet per
 tuple of taps), `hidden_fc`, `output`. Stream-prefixed names keep fused models
@@ -122,18 +127,55 @@ class _Stream:
     return taps
 
 
-def _gru_stack(x, mask, model_config: configs.ModelConfig, name: str):
-  """Sec. III-B / IV-2: 2 stacked GRU layers of 128 units, dropout 0.2 between them."""
+def _gru_stack(x, mask, model_config: configs.ModelConfig, name: str, states=None):
+  """Sec. III-B / IV-2: 2 stacked GRU layers of 128 units, dropout 0.2 between them.
+
+  With `states` (one `(B, units)` initial state per layer) each GRU also returns its
+  final state: the output is then `(x, [final state per layer])`.
+  """
+  finals = []
   for layer in range(1, model_config.rnn_layers + 1):
     if layer > 1 and model_config.rnn_dropout > 0:
       x = tf_keras.layers.Dropout(model_config.rnn_dropout, name=f"{name}_dropout{layer - 1}")(x)
-    x = tf_keras.layers.GRU(
+    gru = tf_keras.layers.GRU(
         model_config.rnn_units,
         return_sequences=True,
+        return_state=states is not None,
         reset_after=model_config.gru_reset_after,
         name=f"{name}_gru{layer}",
-    )(x, mask=mask)
-  return x
+    )
+    if states is None:
+      x = gru(x, mask=mask)
+    else:
+      x, final = gru(x, mask=mask, initial_state=[states[layer - 1]])
+      finals.append(final)
+  return x if states is None else (x, finals)
+
+
+class SliceState(tf_keras.layers.Layer):
+  """(B, N, U) stacked streaming state -> the (B, U) state of GRU layer `index`."""
+
+  def __init__(self, index: int, **kwargs):
+    super().__init__(**kwargs)
+    self.index = index
+
+  def call(self, state):
+    return state[:, self.index]
+
+  def get_config(self):
+    return {**super().get_config(), "index": self.index}
+
+
+class StackStates(tf_keras.layers.Layer):
+  """[(B, U)] * N final GRU states -> (B, N, U), the layout `SliceState` reads."""
+
+  def call(self, states):
+    return tf.stack(states, axis=1)
+
+
+def num_states(model_config: configs.ModelConfig) -> int:
+  """GRU layers of a model: rows of its streaming state (0 for CNN-only rows)."""
+  return sum(len(s.rnn_inputs) for s in model_config.streams) * model_config.rnn_layers
 
 
 def build_model(
@@ -153,6 +195,42 @@ def build_model(
   Returns:
     A model `{"frames": (B, T, S, S, 3), "mask": (B, T)} -> (B, T, num_outputs)`.
   """
+  return _build(model_config, image_size, sequence_length, name, streaming=False)
+
+
+def build_streaming_model(
+    model_config: configs.ModelConfig,
+    image_size: int = 96,
+    name: str = "cnn_rnn_streaming",
+) -> tf_keras.Model:
+  """The same network with its GRU states as inputs and outputs, for chunk-by-chunk inference.
+
+  Layer names, weights and per-frame computation are those of `build_model`; copy a
+  trained model's weights in with `streaming_twin`. Feeding a video in consecutive
+  chunks, each chunk's output state into the next, gives the predictions of the whole
+  sequence at once (masked frames carry the state over, as in `build_model`; a chunk
+  whose frames are all masked returns its input state unchanged).
+
+  State layout: `(B, num_states(model_config), rnn_units)` float32, one row per GRU
+  layer: RNN branches in config order (streams in order, then each stream's
+  `rnn_inputs` in order), within a branch `gru1`, `gru2`, ...; row index =
+  `branch * rnn_layers + layer - 1`. Zeros are the initial state (as in training).
+
+  Returns:
+    A model `{"frames": (B, T, S, S, 3), "mask": (B, T), "state": (B, N, U)} ->
+    {"predictions": (B, T, num_outputs), "state": (B, N, U)}`.
+
+  Raises:
+    ValueError: for CNN-only rows (no GRU, no state: use `build_model` chunk by chunk).
+  """
+  if not model_config.has_rnn:
+    raise ValueError("a CNN-only model has no recurrent state; run build_model on each chunk instead")
+  return _build(model_config, image_size, None, name, streaming=True)
+
+
+def _build(model_config: configs.ModelConfig, image_size: int, sequence_length: int | None, name: str,
+           streaming: bool) -> tf_keras.Model:
+  """`build_model` (streaming=False) or `build_streaming_model` (streaming=True)."""
   if not model_config.streams:
     raise ValueError("a model needs at least one stream")
   names = [s.name for s in model_config.streams]
@@ -160,11 +238,15 @@ def build_model(
     raise ValueError(f"stream backbones must differ (layer-name prefixes): {names}")
   frames = tf_keras.Input((sequence_length, image_size, image_size, 3), name="frames")
   mask = tf_keras.Input((sequence_length,), name="mask")
+  inputs = {"frames": frames, "mask": mask}
+  if streaming:
+    state_in = tf_keras.Input((num_states(model_config), model_config.rnn_units), name="state")
+    inputs["state"] = state_in
   mask_bool = BoolMask(name="mask_bool")(mask)
   masked = MaskFrames(name="mask_frames")([frames, mask])
   folded = FoldTime(name="fold_time")(masked)
 
-  per_frame_outputs, rnn_outputs = [], []
+  per_frame_outputs, rnn_outputs, final_states = [], [], []
   for stream_config in model_config.streams:
     stream = _Stream(stream_config, image_size, model_config.kernel_initializer)
     taps = stream(folded)
@@ -178,14 +260,49 @@ def build_model(
       parts = [taps[t] for t in tap_names]
       x = parts[0] if len(parts) == 1 else tf_keras.layers.Concatenate(name=f"{branch}_concat")(parts)
       x = UnfoldTime(name=f"{branch}_unfold")([x, frames])
-      rnn_outputs.append(_gru_stack(x, mask_bool, model_config, branch))
+      if streaming:
+        first = len(final_states)
+        states = [SliceState(first + i, name=f"{branch}_gru{i + 1}_state_in")(state_in)
+                  for i in range(model_config.rnn_layers)]
+        x, finals = _gru_stack(x, mask_bool, model_config, branch, states)
+        final_states += finals
+        rnn_outputs.append(x)
+      else:
+        rnn_outputs.append(_gru_stack(x, mask_bool, model_config, branch))
 
   outputs = per_frame_outputs + rnn_outputs
   x = outputs[0] if len(outputs) == 1 else tf_keras.layers.Concatenate(name="concat_streams")(outputs)
   if model_config.hidden_fc_units:
     x = tf_keras.layers.Dense(model_config.hidden_fc_units, activation="relu", name="hidden_fc")(x)
-  predictions = tf_keras.layers.Dense(model_config.num_outputs, name="output")(x)
-  return tf_keras.Model({"frames": frames, "mask": mask}, predictions, name=name)
+  # float32 even under a mixed-precision policy: the CCC moments need the precision.
+  predictions = tf_keras.layers.Dense(model_config.num_outputs, name="output", dtype="float32")(x)
+  if not streaming:
+    return tf_keras.Model(inputs, predictions, name=name)
+  state_out = StackStates(name="state_out", dtype="float32")(final_states)
+  return tf_keras.Model(inputs, {"predictions": predictions, "state": state_out}, name=name)
+
+
+def streaming_twin(model: tf_keras.Model, model_config: configs.ModelConfig, image_size: int = 96) -> tf_keras.Model:
+  """`build_streaming_model` with the weights of a trained `build_model` model, copied by layer name.
+
+  Raises:
+    ValueError: a layer with weights of either model has no same-named, same-shaped
+      counterpart in the other (the model is not of `model_config`).
+  """
+  twin = build_streaming_model(model_config, image_size, name=f"{model.name}_streaming")
+  source = {layer.name: layer for layer in model.layers if layer.weights}
+  target = {layer.name: layer for layer in twin.layers if layer.weights}
+  if set(source) != set(target):
+    raise ValueError(f"model {model.name!r} does not match its config: layers only in the model "
+                     f"{sorted(set(source) - set(target))}, only in the config {sorted(set(target) - set(source))}")
+  for layer_name, layer in target.items():
+    weights = source[layer_name].get_weights()
+    shapes = [w.shape for w in weights]
+    if shapes != [tuple(w.shape) for w in layer.weights]:
+      raise ValueError(f"layer {layer_name!r}: weight shapes {shapes} do not match the config's "
+                       f"{[tuple(w.shape) for w in layer.weights]}")
+    layer.set_weights(weights)
+  return twin
 
 
 def frame_model(model: tf_keras.Model, model_config: configs.ModelConfig, image_size: int = 96) -> tf_keras.Model:
