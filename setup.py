@@ -32,4 +32,5 @@ setuptools.setup(
         "scikit-image>=0.21",
     ],
     extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["omg-predict=omg_cnnrnn.predict:run"]},
 )

@@ -1,0 +1,771 @@
+"""Valence and arousal over time for any video, with a trained model.
+
+    omg-predict --model=<SavedModel dir or training workdir> --video=<file> --output_dir=<dir> \\
+        [--utterances=<CSV with start,end seconds>] [--annotated_video] [--chunk_frames=80]
+    python -m omg_cnnrnn.predict ...   (the same)
+
+Writes to `--output_dir`:
+- `frames.csv`: one row per decoded frame: `frame` (index), `time` (seconds), `face_found`
+  (0/1), the face box `x0,y0,x1,y1` (source pixels), `valence`, `arousal` (the network),
+  `valence_post`, `arousal_post` (median-filtered, below); the box and the values are empty
+  where no face was found;
+- `utterances.csv` (with `--utterances`): per segment `video, utterance, start, end,
+  frames, faces_found, valence, arousal` (mean or median of the segment's frames with a
+  face, as in evaluation; empty without any) and `valence_post, arousal_post` (the Table VI
+  post-processing of `postprocess.apply`: median filter within the segment, smoothing
+  toward the video's mean, face-less segments filled);
+- `plot.png`: valence and arousal over time, and the trajectory in the valence-arousal plane;
+- `summary.json`: model, video, counts, speed, the post-processing used and where it came from;
+- `annotated.mp4` (with `--annotated_video`): the video with the face box and
+  valence/arousal gauges.
+
+How it runs (memory does not grow with the video's length): frames are decoded and the
+face tracked one at a time (`faces.FaceTracker`, the data preparation's pipeline and
+settings; crops of `--crop_size` resized by area to the model's input size, as the
+training input pipeline does), `--chunk_frames` frames at a time go through the
+streaming form of the network (`export.ServingModule.serve_streaming`, also the
+SavedModel's `serve_streaming` signature) with the GRU state carried from chunk to chunk,
+and finished rows are appended to `frames.csv`. The predictions equal those of the whole
+video in one sequence (to float rounding; tested to 1e-5). The plot and the utterance
+table read back four numeric columns of `frames.csv` at the end.
+
+Frames without a face: the row says `face_found=0` with empty values. They are not fed to
+the network at all, which is exactly the model's own semantics for masked frames (the
+GRUs skip them): the state is neither advanced nor reset, and the next frame with a face
+continues from the state of the last one, however long the gap (a new video, i.e. a new
+run, starts from zeros). So a face that leaves and returns is predicted as if the
+face-less stretch were cut out. The post-processed columns apply the median filter
+(windows from the model's `postprocess.json`, else the paper's 81 valence / 3 arousal
+frames, `configs.PostprocessConfig`) to the frames with a face as one sequence, as
+evaluation does within an utterance, restarting after a gap of more than the longest
+window without a face (so a row waits at most that long for its filtered value).
+Evaluation's within-video smoothing applies to utterance values only
+(`utterances.csv`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from omg_cnnrnn import configs, faces, metrics, postprocess
+
+FRAME_COLUMNS = ("frame", "time", "face_found", "x0", "y0", "x1", "y1", "valence", "arousal",
+                 "valence_post", "arousal_post")
+UTTERANCE_COLUMNS = ("video", "utterance", "start", "end", "frames", "faces_found", "valence", "arousal",
+                     "valence_post", "arousal_post")
+FACELESS_POLICY = ("frames without a face are not fed to the network: the GRU state is carried over them "
+                   "unchanged (never advanced, never reset within a video), as the model's masking does; "
+                   "their rows have face_found=0 and empty values")
+
+
+class ModelError(Exception):
+  """A model that cannot be used; `str()` names the path and the reason."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f"{path}: {reason}")
+    self.path = str(path)
+    self.reason = reason
+
+
+class UtterancesError(ValueError):
+  """An unusable `--utterances` file; `str()` names the file (and the line) and the reason."""
+
+
+# ------------------------------------------------------------------------------------ model
+@dataclasses.dataclass
+class Predictor:
+  """A trained network served chunk by chunk: `step` carries the GRU state.
+
+  Attributes:
+    config: the experiment the model was trained as.
+    path: the model directory.
+    kind: "saved_model" or "workdir".
+    choice: the post-processing applied to the `_post` columns.
+    choice_source: where `choice` came from (a postprocess.json, or the paper's defaults).
+  """
+
+  config: configs.ExperimentConfig
+  path: str
+  kind: str
+  choice: postprocess.PostprocessChoice
+  choice_source: str
+  _streaming: Callable = dataclasses.field(repr=False)
+  _initial_state: Callable = dataclasses.field(repr=False)
+
+  @property
+  def image_size(self) -> int:
+    return self.config.data.image_size
+
+  def initial_state(self, batch_size: int = 1) -> np.ndarray:
+    """Zeros `(batch_size, N, U)`: the state at the start of a video."""
+    return self._initial_state(batch_size)
+
+  def step(self, crops: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of consecutive face crops of one video, and the state after them.
+
+    Args:
+      crops: uint8 `(T, S, S, 3)` RGB face crops at the model's input size, in order.
+      state: from `initial_state` or the previous `step`.
+
+    Returns:
+      (float32 `(T, 2)` valence and arousal, the next state).
+    """
+    frames = np.asarray(crops, np.uint8)[np.newaxis]
+    mask = np.ones(frames.shape[:2], np.float32)
+    out = self._streaming(frames, mask, np.asarray(state, np.float32))
+    return np.asarray(out["per_frame"])[0], np.asarray(out["state"])
+
+
+def _read_config(path: str, config_path: str) -> configs.ExperimentConfig:
+  try:
+    with open(config_path) as f:
+      return configs.experiment_from_dict(json.load(f))
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    raise ModelError(path, f"unreadable experiment config {os.path.basename(config_path)} ({e})") from None
+
+
+def _postprocess_choice(path: str, config: configs.ExperimentConfig) -> tuple[postprocess.PostprocessChoice, str]:
+  """The model's tuned choice (postprocess.json), else the paper's median windows."""
+  choice_path = os.path.join(path, "postprocess.json")
+  if os.path.exists(choice_path):
+    try:
+      return postprocess.load_choice(choice_path), choice_path
+    except ValueError as e:
+      raise ModelError(path, str(e)) from None
+  paper = config.postprocess or configs.PostprocessConfig()
+  choice = postprocess.PostprocessChoice(
+      median_window=(paper.median_window_valence, paper.median_window_arousal), smoothing_k=(0.0, 0.0),
+      aggregate=config.data.utterance_aggregate)
+  source = ("no postprocess.json beside the model: the paper's median windows (configs.PostprocessConfig: "
+            f"valence {choice.median_window[0]}, arousal {choice.median_window[1]} frames), no smoothing")
+  return choice, source
+
+
+def _load_saved_model(path: str):
+  import tensorflow as tf
+
+  from omg_cnnrnn import export
+
+  try:
+    loaded = tf.saved_model.load(path)
+  except Exception as e:  # noqa: BLE001 - TensorFlow raises many kinds for a bad directory.
+    raise ModelError(path, f"not a loadable SavedModel ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+  signatures = getattr(loaded, "signatures", {})
+  missing = [s for s in (export.STREAMING_SIGNATURE, export.INITIAL_STATE_SIGNATURE) if s not in signatures]
+  if missing:
+    raise ModelError(path, f"wrong model signature: the SavedModel lacks {missing} (has {sorted(signatures)}); "
+                     "export it again with this version: python -m omg_cnnrnn.export --workdir=... --export_dir=...")
+  streaming = signatures[export.STREAMING_SIGNATURE]
+  specs = streaming.structured_input_signature[1]
+  frames = specs.get("frames")
+  if (sorted(specs) != ["frames", "mask", "state"] or frames.dtype != tf.uint8 or frames.shape.rank != 5
+      or frames.shape[-1] != 3 or frames.shape[2] != frames.shape[3]):
+    raise ModelError(path, f"wrong model signature: {export.STREAMING_SIGNATURE} takes {specs}, expected uint8 "
+                     "frames (B, T, S, S, 3), float mask (B, T) and state (B, N, U)")
+  config_path = os.path.join(path, "config.json")
+  if not os.path.exists(config_path):
+    raise ModelError(path, "no config.json beside the SavedModel (omg_cnnrnn.export writes one)")
+  config = _read_config(path, config_path)
+  if frames.shape[2] != config.data.image_size:
+    raise ModelError(path, f"config.json says image_size {config.data.image_size}, the signature takes "
+                     f"{frames.shape[2]}x{frames.shape[3]} frames")
+  initial = signatures[export.INITIAL_STATE_SIGNATURE]
+
+  def run(f, m, s):
+    return streaming(frames=tf.constant(f), mask=tf.constant(m), state=tf.constant(s))
+
+  def zeros(b):
+    return initial(batch_size=tf.constant(b, tf.int32))["state"].numpy()
+
+  return config, run, zeros
+
+
+def _load_workdir(path: str, which: str):
+  import tensorflow as tf
+
+  from omg_cnnrnn import export, models
+
+  config = _read_config(path, os.path.join(path, "config.json"))
+  prefix = None
+  if which == "best" and os.path.exists(os.path.join(path, "best", "model.index")):
+    prefix = os.path.join(path, "best", "model")
+  else:
+    prefix = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+  if prefix is None:
+    raise ModelError(path, "no trained weights in the workdir (neither best/model nor checkpoints/)")
+  model = models.build_model(config.model, image_size=config.data.image_size)
+  try:
+    # Every variable of the network must come from the checkpoint: a checkpoint of another
+    # architecture would otherwise leave random weights behind without a word.
+    tf.train.Checkpoint(model=model).read(prefix).assert_existing_objects_matched().expect_partial()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise ModelError(path, f"checkpoint {prefix} does not fit the experiment in config.json "
+                     f"({str(e).splitlines()[0][:300]})") from None
+  module = export.ServingModule(model, config)
+
+  def run(f, m, s):
+    return {k: v.numpy() for k, v in module.serve_streaming(f, m, s).items()}
+
+  def zeros(b):
+    return module.initial_state(tf.constant(b, tf.int32))["state"].numpy()
+
+  return config, run, zeros
+
+
+def load_predictor(path: str, which: str = "best") -> Predictor:
+  """The model at `path`: an `omg_cnnrnn.export` SavedModel directory or a training workdir.
+
+  Args:
+    path: the directory.
+    which: for a workdir, "best" (best-validation weights, else the latest checkpoint) or
+      "latest".
+
+  Raises:
+    ModelError: missing path, neither kind of directory, no weights, weights of another
+      network, a SavedModel without the streaming signature; names the path.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise ModelError(path, "model not found")
+  if not os.path.isdir(path):
+    raise ModelError(path, "not a directory: --model takes a SavedModel directory or a training workdir")
+  if os.path.exists(os.path.join(path, "saved_model.pb")):
+    kind = "saved_model"
+    config, run, zeros = _load_saved_model(path)
+  elif os.path.exists(os.path.join(path, "config.json")):
+    kind = "workdir"
+    config, run, zeros = _load_workdir(path, which)
+  else:
+    raise ModelError(path, "neither a SavedModel (no saved_model.pb) nor a training workdir (no config.json)")
+  choice, source = _postprocess_choice(path, config)
+  return Predictor(config=config, path=path, kind=kind, choice=choice, choice_source=source,
+                   _streaming=run, _initial_state=zeros)
+
+
+# ------------------------------------------------------------------------------- streaming
+@dataclasses.dataclass
+class FrameResult:
+  """One frame's row of `frames.csv`."""
+
+  frame: int
+  time: float
+  face_found: bool
+  box: np.ndarray  # float32 [4], NaN where no face
+  prediction: np.ndarray  # float [2] valence, arousal; NaN where no face
+  post: np.ndarray = dataclasses.field(default_factory=lambda: np.full(2, np.nan))
+
+  def row(self) -> tuple:
+    return (self.frame, self.time, int(self.face_found), *self.box.tolist(), *self.prediction.tolist(),
+            *self.post.tolist())
+
+
+def resize_crop(crop: np.ndarray, image_size: int) -> np.ndarray:
+  """A face crop at the model's input size: area resizing, as the training pipeline does."""
+  if crop.shape[0] == image_size and crop.shape[1] == image_size:
+    return crop
+  return cv2.resize(crop, (image_size, image_size), interpolation=cv2.INTER_AREA)
+
+
+def stream_predictions(predictor: Predictor, frames: Iterable[tuple[float, bool, np.ndarray, np.ndarray]],
+                       chunk_frames: int = 80) -> Iterator[FrameResult]:
+  """Per-frame predictions of one video, chunk by chunk, the GRU state carried.
+
+  Args:
+    predictor: from `load_predictor`.
+    frames: `(time, face_found, box, crop)` per frame in order (e.g. from a `FaceTracker`).
+    chunk_frames: frames collected before the network runs (its batch); memory is
+      proportional to it, the results do not depend on it.
+
+  Yields:
+    One `FrameResult` per frame, in order; frames without a face never reach the network
+    (module docstring) and get NaN predictions.
+  """
+  if chunk_frames < 1:
+    raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+  state = predictor.initial_state()
+  pending: list[FrameResult] = []
+  crops: list[np.ndarray] = []
+
+  def flush():
+    nonlocal state
+    if crops:
+      values, state = predictor.step(np.stack(crops), state)
+      with_face = (r for r in pending if r.face_found)
+      for r, v in zip(with_face, values):
+        r.prediction = v.astype(np.float64)
+    out = list(pending)
+    pending.clear()
+    crops.clear()
+    return out
+
+  for index, (t, found, box, crop) in enumerate(frames):
+    pending.append(FrameResult(index, float(t), bool(found), np.asarray(box, np.float32), np.full(2, np.nan)))
+    if found:
+      crops.append(resize_crop(crop, predictor.image_size))
+    if len(pending) >= chunk_frames:
+      yield from flush()
+  yield from flush()
+
+
+class StreamingMedianFilter:
+  """`postprocess.median_filter_frames` of a sequence that arrives in pieces.
+
+  A value is final once `max(windows) // 2` later values have arrived (or at `finish`);
+  memory holds about a window of values. Results equal filtering the whole sequence at
+  once, edge modes included.
+  """
+
+  def __init__(self, windows: tuple[int, ...], edge_modes: tuple[str, ...]):
+    self.windows, self.edge_modes = tuple(windows), tuple(edge_modes)
+    self.half = max(self.windows) // 2
+    self._reset()
+
+  def _reset(self) -> None:
+    self._values: list[np.ndarray] = []
+    self._start = 0  # index in the sequence of _values[0]
+    self._done = 0  # values before this index were returned
+
+  @property
+  def pending(self) -> int:
+    """Values pushed whose filtered value was not returned yet."""
+    return self._start + len(self._values) - self._done
+
+  def push(self, values: np.ndarray) -> np.ndarray:
+    """Adds values `[k, D]`; returns the filtered values that became final, in order."""
+    self._values.extend(np.asarray(values, np.float64).reshape(-1, len(self.windows)))
+    return self._emit(final=False)
+
+  def finish(self) -> np.ndarray:
+    """The remaining filtered values (the sequence ends here); the filter starts afresh."""
+    out = self._emit(final=True)
+    self._reset()
+    return out
+
+  def _emit(self, final: bool) -> np.ndarray:
+    total = self._start + len(self._values)
+    stop = total if final else total - self.half
+    if stop <= self._done:
+      return np.zeros((0, len(self.windows)))
+    # Rows in [done, stop) see neither padded end that the buffer adds and the whole
+    # sequence would not: `half` values before them are kept (or the sequence starts
+    # there), and `half` after them have arrived (or the sequence ends there).
+    filtered = postprocess.median_filter_frames(np.stack(self._values), None, self.windows, self.edge_modes)
+    out = filtered[self._done - self._start:stop - self._start]
+    self._done = stop
+    keep = max(self._start, stop - self.half)
+    del self._values[:keep - self._start]
+    self._start = keep
+    return out
+
+
+def postprocess_stream(results: Iterable[FrameResult], choice: postprocess.PostprocessChoice,
+                       max_gap: int | None = None) -> Iterator[FrameResult]:
+  """Fills `post` with the median filter of the frames with a face, keeping frame order.
+
+  Args:
+    results: from `stream_predictions`.
+    choice: its `median_window` and `edge_mode` per dimension are used.
+    max_gap: face-less frames after which the filter restarts (default: the longest
+      window), which bounds how long a row waits for its value.
+  """
+  median = StreamingMedianFilter(choice.median_window, choice.edge_mode)
+  max_gap = max(choice.median_window) if max_gap is None else max_gap
+  queue: collections.deque[FrameResult] = collections.deque()
+  waiting: collections.deque[FrameResult] = collections.deque()
+  gap = 0
+
+  def assign(values):
+    for v in values:
+      waiting.popleft().post = v
+
+  def ready():
+    while queue and (not queue[0].face_found or not np.isnan(queue[0].post).all()):
+      yield queue.popleft()
+
+  for r in results:
+    queue.append(r)
+    if r.face_found:
+      gap = 0
+      waiting.append(r)
+      assign(median.push(r.prediction[np.newaxis]))
+    else:
+      gap += 1
+      if gap > max_gap and median.pending:
+        assign(median.finish())
+    yield from ready()
+  assign(median.finish())
+  yield from ready()
+  assert not queue and not waiting
+
+
+def face_frames(video: str, face_config: faces.FaceConfig, detector: faces.Detector | None = None
+                ) -> Iterator[tuple[float, bool, np.ndarray, np.ndarray]]:
+  """`(time, face_found, box, crop)` per decoded frame: the data preparation's face pipeline."""
+  for face in faces.iter_faces(video, face_config, detector):
+    yield face.timestamp, face.face_found, face.box, face.crop
+
+
+# ---------------------------------------------------------------------------- utterances
+def read_utterances(path: str, video: str) -> pd.DataFrame:
+  """Segments of one video from a CSV with `start` and `end` seconds (the OMG layout works).
+
+  Args:
+    path: the CSV. Columns `start`, `end` (seconds) are required; `utterance` names the
+      segments (default `segment_<n>`); with a `video` column holding several videos,
+      only the rows of `video` are kept.
+    video: the video's name (the file name without extension, OMG's `video` column).
+
+  Returns:
+    DataFrame `video, utterance, start, end` in file order.
+
+  Raises:
+    UtterancesError: missing or unreadable file, missing columns, bad numbers (naming the
+      line), end <= start, no row for the video, duplicate names.
+  """
+  if not os.path.isfile(path):
+    raise UtterancesError(f"{path}: utterance file not found" if not os.path.exists(path)
+                          else f"{path}: not a file")
+  try:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    raise UtterancesError(f"{path}: not a readable CSV ({str(e).strip()})") from None
+  table.columns = [str(c).strip() for c in table.columns]
+  missing = [c for c in ("start", "end") if c not in table.columns]
+  if missing:
+    raise UtterancesError(f"{path}: missing columns {missing} (found {list(table.columns)})")
+  table = table.apply(lambda c: c.str.strip())
+  table["_line"] = np.arange(len(table)) + 2
+  if "video" in table.columns and table["video"].nunique() > 1:
+    table = table[table["video"] == video]
+    if table.empty:
+      raise UtterancesError(f"{path}: no row for video {video!r} (the file lists several videos; its "
+                            "'video' column must name this one, the video file's name without extension)")
+  if table.empty:
+    raise UtterancesError(f"{path}: no utterance rows")
+  out = pd.DataFrame({"video": video, "line": table["_line"].to_numpy()})
+  for column in ("start", "end"):
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+      line = int(out["line"].to_numpy()[bad][0])
+      raise UtterancesError(f"{path}, line {line}: {column} {table[column].to_numpy()[bad][0]!r} is not a "
+                            "number of seconds")
+    out[column] = values
+  bad = (out["end"] <= out["start"]) | (out["start"] < 0)
+  if bad.any():
+    row = out[bad].iloc[0]
+    raise UtterancesError(f"{path}, line {row['line']}: segment [{row['start']}, {row['end']}) s is empty or "
+                          "starts before 0")
+  names = (table["utterance"].to_numpy() if "utterance" in table.columns
+           else np.array([f"segment_{i}" for i in range(1, len(table) + 1)]))
+  out["utterance"] = names
+  duplicated = out["utterance"].duplicated()
+  if duplicated.any():
+    raise UtterancesError(f"{path}: utterance names repeat for video {video!r}: "
+                          f"{sorted(set(out['utterance'][duplicated]))[:5]}")
+  return out[["video", "utterance", "start", "end"]].reset_index(drop=True)
+
+
+def utterance_table(frames: pd.DataFrame, segments: pd.DataFrame, fps: float,
+                    choice: postprocess.PostprocessChoice) -> pd.DataFrame:
+  """Per-segment values from the per-frame table (columns of `utterances.csv`).
+
+  A segment `[start, end)` holds the frames `ceil(start fps) <= frame < ceil(end fps)`,
+  the frames data preparation cuts for it (`faces.read_frames`).
+  """
+  index = frames["frame"].to_numpy()
+  found = frames["face_found"].to_numpy() > 0
+  values = frames[list(metrics.DIMENSIONS)].to_numpy(np.float64)
+  records, rows = [], []
+  for seg in segments.itertuples(index=False):
+    first = int(math.ceil(seg.start * fps - 1e-6))
+    stop = int(math.ceil(seg.end * fps - 1e-6))
+    inside = (index >= first) & (index < stop)
+    p, m = values[inside], found[inside]
+    raw = metrics.utterance_value(p, m, choice.aggregate) if len(p) else np.full(2, np.nan)
+    records.append({"video": seg.video, "utterance": seg.utterance, "frame_predictions": p.reshape(-1, 2),
+                    "mask": m.astype(np.float64)})
+    rows.append({"video": seg.video, "utterance": seg.utterance, "start": seg.start, "end": seg.end,
+                 "frames": int(inside.sum()), "faces_found": int(m.sum()), "valence": raw[0], "arousal": raw[1]})
+  table = pd.DataFrame(rows, columns=UTTERANCE_COLUMNS[:-2])
+  post = postprocess.apply(choice, records)
+  table["valence_post"], table["arousal_post"] = post[:, 0], post[:, 1]
+  return table
+
+
+# ---------------------------------------------------------------------------- outputs
+def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFrame | None = None) -> None:
+  """Valence and arousal over time, and the trajectory in the valence-arousal plane (PNG)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+
+  fig, (ax, plane) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [2.4, 1]})
+  t = frames["time"].to_numpy()
+  colours = {"valence": "tab:blue", "arousal": "tab:red"}
+  for dim in metrics.DIMENSIONS:
+    ax.plot(t, frames[dim], color=colours[dim], alpha=0.35, linewidth=0.8, label=f"{dim} (network)")
+    ax.plot(t, frames[f"{dim}_post"], color=colours[dim], linewidth=1.6, label=f"{dim} (median-filtered)")
+  missing = frames["face_found"].to_numpy() == 0
+  if missing.any():
+    ax.fill_between(t, 0, 1, where=missing, color="0.85", transform=ax.get_xaxis_transform(), step="mid",
+                    label="no face", linewidth=0)
+  if segments is not None:
+    for seg in segments.itertuples(index=False):
+      ax.axvline(seg.start, color="0.4", linewidth=0.6, linestyle=":")
+  ax.axhline(0, color="0.6", linewidth=0.5)
+  ax.set_xlabel("time (s)")
+  ax.set_ylabel("prediction")
+  ax.set_xlim(t[0] if len(t) else 0, t[-1] if len(t) > 1 else 1)
+  ax.legend(loc="upper right", fontsize=8, ncol=3)
+  ax.set_title(title, fontsize=9)
+
+  valid = ~missing
+  v = frames["valence_post"].to_numpy()[valid]
+  a = frames["arousal_post"].to_numpy()[valid]
+  plane.plot(v, a, color="0.7", linewidth=0.5, zorder=1)
+  points = plane.scatter(v, a, c=t[valid], cmap="viridis", s=6, zorder=2, rasterized=True)
+  fig.colorbar(points, ax=plane, label="time (s)")
+  plane.axhline(0, color="0.6", linewidth=0.5)
+  plane.axvline(0, color="0.6", linewidth=0.5)
+  plane.set_xlim(-1, 1)
+  plane.set_ylim(-1, 1)
+  plane.set_aspect("equal")
+  plane.set_xlabel("valence (median-filtered)")
+  plane.set_ylabel("arousal (median-filtered)")
+  plane.set_title("valence-arousal trajectory", fontsize=9)
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def _gauge(image: np.ndarray, origin: tuple[int, int], width: int, value: float, label: str, colour) -> None:
+  """A horizontal bar from the centre of [-1, 1] to `value`, with its label."""
+  x, y = origin
+  h = max(8, width // 12)
+  cv2.rectangle(image, (x, y), (x + width, y + h), (40, 40, 40), -1)
+  centre = x + width // 2
+  if np.isfinite(value):
+    end = int(round(centre + np.clip(value, -1, 1) * width / 2))
+    cv2.rectangle(image, (min(centre, end), y), (max(centre, end), y + h), colour, -1)
+    text = f"{label} {value:+.2f}"
+  else:
+    text = f"{label}  --"
+  cv2.line(image, (centre, y - 2), (centre, y + h + 2), (255, 255, 255), 1)
+  cv2.putText(image, text, (x + width + 6, y + h), cv2.FONT_HERSHEY_SIMPLEX, max(0.35, h / 25), (255, 255, 255),
+              1, cv2.LINE_AA)
+
+
+def write_annotated_video(video: str, frames_csv: str, path: str, fps: float) -> None:
+  """The video with the face box and valence/arousal gauges (median-filtered values), as mp4.
+
+  A second pass over the video, reading `frames.csv` alongside: nothing is held but
+  one frame and a block of rows.
+  """
+  writer = None
+  tmp = path + ".tmp.mp4"
+  rows = pd.read_csv(frames_csv, chunksize=1024)
+  block = iter(())
+  try:
+    for _, frame in faces.read_frames(video):
+      row = next(block, None)
+      if row is None:
+        block = next(rows).itertuples(index=False)
+        row = next(block)
+      image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+      h, w = image.shape[:2]
+      if writer is None:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+          raise OSError(f"{path}: cannot open a video writer (mp4v)")
+      if row.face_found:
+        cv2.rectangle(image, (int(row.x0), int(row.y0)), (int(row.x1), int(row.y1)), (80, 220, 80), 2)
+      width = max(60, w // 4)
+      _gauge(image, (10, h - 2 * (width // 12 + 10) - 4), width, row.valence_post, "valence", (230, 160, 40))
+      _gauge(image, (10, h - (width // 12 + 10) - 4), width, row.arousal_post, "arousal", (60, 60, 230))
+      writer.write(image)
+  finally:
+    if writer is not None:
+      writer.release()
+  if writer is None:
+    raise faces.VideoError(video, "no decodable frames")
+  os.replace(tmp, path)
+
+
+def _write_json(path: str, value: dict) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, default=float)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def predict_video(predictor: Predictor, video: str, output_dir: str, utterances: str | None = None,
+                  annotated_video: bool = False, chunk_frames: int = 80,
+                  face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
+                  utterance_video: str | None = None, progress: bool = False) -> dict:
+  """Runs the model over a video and writes the outputs of the module docstring.
+
+  Args:
+    predictor: from `load_predictor`.
+    video: any file OpenCV reads.
+    output_dir: created if needed; existing outputs are replaced (each atomically).
+    utterances: optional segment CSV (`read_utterances`).
+    annotated_video: also write `annotated.mp4`.
+    chunk_frames: frames per network call (memory, not results).
+    face_config: detection, tracking and crop settings (data preparation's defaults).
+    detector: a `faces.Detector` (None: MTCNN).
+    utterance_video: the video's name in `utterances` (default: the file name without
+      extension).
+    progress: show a tqdm bar.
+
+  Returns:
+    The summary written to `summary.json`.
+
+  Raises:
+    faces.VideoError: the video cannot be read (names the file).
+    UtterancesError: a bad `utterances` file (names it); checked before the video runs.
+  """
+  video = os.fspath(video)
+  info = faces.probe_video(video)
+  name = utterance_video or os.path.splitext(os.path.basename(video))[0]
+  segments = read_utterances(utterances, name) if utterances else None
+  os.makedirs(output_dir, exist_ok=True)
+  frames_csv = os.path.join(output_dir, "frames.csv")
+  tmp = frames_csv + ".tmp"
+  began = time.perf_counter()
+  stream = face_frames(video, face_config, detector)
+  if progress:
+    from tqdm import tqdm
+
+    stream = tqdm(stream, total=info["num_frames"] or None, unit="frame", desc=os.path.basename(video))
+  results = postprocess_stream(stream_predictions(predictor, stream, chunk_frames), predictor.choice)
+  count = found = 0
+  sums = np.zeros(2)
+  try:
+    with open(tmp, "w", newline="") as f:
+      pd.DataFrame(columns=FRAME_COLUMNS).to_csv(f, index=False)
+      block = []
+      for r in results:
+        block.append(r.row())
+        count += 1
+        if r.face_found:
+          found += 1
+          sums += r.prediction
+        if len(block) >= chunk_frames:
+          pd.DataFrame(block, columns=FRAME_COLUMNS).to_csv(f, header=False, index=False, float_format="%.8g")
+          block.clear()
+      pd.DataFrame(block, columns=FRAME_COLUMNS).to_csv(f, header=False, index=False, float_format="%.8g")
+    os.replace(tmp, frames_csv)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  seconds = time.perf_counter() - began
+
+  table = pd.read_csv(frames_csv, usecols=["frame", "time", "face_found", "valence", "arousal", "valence_post",
+                                           "arousal_post"])
+  outputs = {"frames": frames_csv, "plot": os.path.join(output_dir, "plot.png")}
+  if segments is not None:
+    outputs["utterances"] = os.path.join(output_dir, "utterances.csv")
+    per_utterance = utterance_table(table, segments, info["fps"], predictor.choice)
+    per_utterance.to_csv(outputs["utterances"] + ".tmp", index=False, float_format="%.8g")
+    os.replace(outputs["utterances"] + ".tmp", outputs["utterances"])
+  plot(table, outputs["plot"], title=f"{os.path.basename(video)}  |  {predictor.config.name}", segments=segments)
+  if annotated_video:
+    outputs["annotated_video"] = os.path.join(output_dir, "annotated.mp4")
+    write_annotated_video(video, frames_csv, outputs["annotated_video"], info["fps"])
+  summary = {
+      "video": os.path.abspath(video), "fps": info["fps"], "frame_size": [info["width"], info["height"]],
+      "frames": count, "faces_found": found, "duration_s": count / info["fps"],
+      "mean_valence": sums[0] / found if found else None, "mean_arousal": sums[1] / found if found else None,
+      "model": os.path.abspath(predictor.path), "model_kind": predictor.kind, "experiment": predictor.config.name,
+      "image_size": predictor.image_size, "chunk_frames": chunk_frames,
+      "face_config": dataclasses.asdict(face_config), "faceless_frames": FACELESS_POLICY,
+      "postprocess": postprocess.choice_to_dict(predictor.choice) | {"search": None},
+      "postprocess_source": predictor.choice_source,
+      "seconds": seconds, "frames_per_second": count / seconds if seconds > 0 else None,
+      "outputs": outputs,
+  }
+  _write_json(os.path.join(output_dir, "summary.json"), summary)
+  return summary
+
+
+# ------------------------------------------------------------------------------------ CLI
+def define_flags() -> None:
+  """The command's flags (defined on first use, not at import)."""
+  from absl import flags
+
+  d = faces.FaceConfig()
+  flags.DEFINE_string("model", None, "SavedModel directory (omg_cnnrnn.export) or training workdir.")
+  flags.DEFINE_string("video", None, "The video: any file OpenCV reads.")
+  flags.DEFINE_string("output_dir", None, "Where frames.csv, plot.png, summary.json ... go.")
+  flags.DEFINE_string("utterances", None, "Optional CSV of segments (start,end seconds; OMG layout works): "
+                      "writes utterances.csv.")
+  flags.DEFINE_string("utterance_video", None, "The video's name in --utterances' 'video' column "
+                      "(default: the file name without extension).")
+  flags.DEFINE_bool("annotated_video", False, "Also write annotated.mp4 (face box, valence/arousal gauges).")
+  flags.DEFINE_integer("chunk_frames", 80, "Frames per network call: memory, not results, depends on it.")
+  flags.DEFINE_enum("which", "best", ["best", "latest"], "For a workdir: best-validation or latest weights.")
+  flags.DEFINE_integer("crop_size", d.crop_size, "Face crop side before resizing to the model's input "
+                       "(data preparation's --crop_size).")
+  flags.DEFINE_float("margin", d.margin, "Crop margin (data preparation's --margin).")
+  flags.DEFINE_integer("detect_every", d.detect_every, "Run the detector every k frames (optical flow between).")
+  flags.DEFINE_float("detection_scale", d.detection_scale, "Downscale of the frame for whole-frame searches.")
+  flags.DEFINE_integer("min_face_size", d.min_face_size, "Smallest face accepted, source pixels.")
+  flags.DEFINE_enum("initial_target", d.initial_target, list(faces.INITIAL_TARGETS), "Which face to follow.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.mark_flags_as_required(["model", "video", "output_dir"])
+  # --helpshort lists the flags of the main module: the console script's, or this one's with -m.
+  for name in flags.FLAGS.get_flags_for_module(__name__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], name)
+
+
+def main(argv) -> None:
+  from absl import flags
+
+  if len(argv) > 1:
+    raise SystemExit(f"omg-predict: unexpected arguments {argv[1:]}")
+  f = flags.FLAGS
+  try:
+    face_config = faces.FaceConfig(crop_size=f.crop_size, margin=f.margin, detect_every=f.detect_every,
+                                   detection_scale=f.detection_scale, min_face_size=f.min_face_size,
+                                   initial_target=f.initial_target)
+    if f.chunk_frames < 1:
+      raise ValueError(f"--chunk_frames={f.chunk_frames} must be >= 1")
+    # Cheap checks first: a bad video or segment file fails before the model loads.
+    faces.probe_video(f.video)
+    if f.utterances:
+      read_utterances(f.utterances, f.utterance_video or os.path.splitext(os.path.basename(f.video))[0])
+    predictor = load_predictor(f.model, which=f.which)
+    summary = predict_video(predictor, f.video, f.output_dir, utterances=f.utterances,
+                            annotated_video=f.annotated_video, chunk_frames=f.chunk_frames, face_config=face_config,
+                            utterance_video=f.utterance_video, progress=f.progress)
+  except (ModelError, faces.VideoError, UtterancesError, ValueError) as e:
+    raise SystemExit(f"omg-predict: error: {e}") from None
+  print(json.dumps({k: summary[k] for k in ("frames", "faces_found", "frames_per_second", "outputs")}))
+
+
+def run() -> None:
+  """Console entry point `omg-predict`."""
+  from absl import app
+
+  define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
