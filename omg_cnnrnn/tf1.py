@@ -264,7 +264,7 @@ class _Assignment:
 
 
 def _weight_layers(model: tf_keras.Model, prefix: str = "") -> Iterable[tuple[str, tf_keras.layers.Layer]]:
-  """(path, layer) of every layer with weights, nested models included (`vgg16/conv1_1`)."""
+  """(path, layer) of every layer with weights, nested models included (`vgg16/conv1_1`, as train.named_layers)."""
   for layer in model.layers:
     path = f"{prefix}{layer.name}"
     if isinstance(layer, tf_keras.Model):
@@ -273,11 +273,11 @@ def _weight_layers(model: tf_keras.Model, prefix: str = "") -> Iterable[tuple[st
       yield path, layer
 
 
-def _shape(weight) -> tuple[int, ...]:
+def _shape(weight: tf.Variable) -> tuple[int, ...]:
   return tuple(int(d) for d in weight.shape)
 
 
-def _dense_like(path, layer, scopes: Sequence[str], hint: str = "") -> _Assignment:
+def _dense_like(path: str, layer: tf_keras.layers.Layer, scopes: Sequence[str], hint: str = "") -> _Assignment:
   """Conv2D / Dense with optional bias from `<scope>/weights`, `<scope>/biases`."""
   kernel = layer.kernel
   sources = [_Source("weights", tuple(f"{s}/weights" for s in scopes), _shape(kernel), hint)]
@@ -287,13 +287,14 @@ def _dense_like(path, layer, scopes: Sequence[str], hint: str = "") -> _Assignme
   return _Assignment(path, layer, sources, lambda v: [v[r] for r in roles])
 
 
-def _output(path, layer, weights: Sequence[str], biases: Sequence[str], hint: str = "") -> _Assignment:
+def _output(path: str, layer: tf_keras.layers.Layer, weights: Sequence[str], biases: Sequence[str],
+            hint: str = "") -> _Assignment:
   sources = [_Source("weights", tuple(weights), _shape(layer.kernel), hint),
              _Source("biases", tuple(biases), _shape(layer.bias))]
   return _Assignment(path, layer, sources, lambda v: [v["weights"], v["biases"]])
 
 
-def _batch_norm(path, layer, scope: str) -> _Assignment:
+def _batch_norm(path: str, layer: tf_keras.layers.BatchNormalization, scope: str) -> _Assignment:
   """Keras BatchNormalization weights are [gamma, beta, moving_mean, moving_variance]."""
   if not (layer.scale and layer.center):
     raise TF1CheckpointError(f"{path}: batch norm without scale/center cannot take slim's gamma/beta")
@@ -302,7 +303,7 @@ def _batch_norm(path, layer, scope: str) -> _Assignment:
   return _Assignment(path, layer, sources, lambda v: [v[r] for r in roles])
 
 
-def _gru(path, layer, cell_scope: str, hint: str = "") -> _Assignment:
+def _gru(path: str, layer: tf_keras.layers.GRU, cell_scope: str, hint: str = "") -> _Assignment:
   """A Keras GRU (reset_after=False) from one TF1 `GRUCell` (see the module docstring)."""
   if layer.reset_after:
     raise TF1CheckpointError(
@@ -316,7 +317,7 @@ def _gru(path, layer, cell_scope: str, hint: str = "") -> _Assignment:
     sources.append(_Source(f"{part}/kernel", (f"{base}/kernel", f"{base}/weights"), (inputs + units, cols), hint))
     sources.append(_Source(f"{part}/bias", (f"{base}/bias", f"{base}/biases"), (cols,), hint))
 
-  def convert(v):
+  def convert(v: dict[str, np.ndarray]) -> list[np.ndarray]:
     gates_k, gates_b = v["gates/kernel"], v["gates/bias"]
     cand_k, cand_b = v["candidate/kernel"], v["candidate/bias"]
     r_k, u_k = gates_k[:, :units], gates_k[:, units:]  # TF1 splits sigmoid(gates) into r, u.
@@ -398,7 +399,7 @@ def _assignments(model: tf_keras.Model, model_config: configs.ModelConfig,
 
 
 # ----------------------------------------------------------------------------- loading
-def _open(prefix: str):
+def _open(prefix: str) -> Any:
   try:
     return tf.train.load_checkpoint(prefix)
   except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
@@ -503,7 +504,7 @@ def _vgg_backbone(model_or_backbone: tf_keras.Model) -> tf_keras.Model:
   raise ValueError(f"model {model_or_backbone.name!r} has neither a vgg16 backbone nor conv1_1 ... conv5_3 layers")
 
 
-def _decode(values) -> list[str]:
+def _decode(values: Iterable[Any]) -> list[str]:
   return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -625,7 +626,7 @@ def convert(output_dir: str, released_model: str, checkpoint: str | None = None,
   return report
 
 
-def _define_flags():
+def _define_flags() -> None:
   from absl import flags
 
   flags.DEFINE_string("checkpoint", None, "TF1 checkpoint prefix of a released model (e.g. .../model.ckpt-0).")
@@ -640,7 +641,7 @@ def _define_flags():
   flags.mark_flags_as_required(["released_model", "output_dir"])
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   from absl import flags
 
   del argv

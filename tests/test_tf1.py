@@ -207,19 +207,33 @@ def test_partial_warm_start_of_cnn_3rnn_from_affwildnet(released):
   assert named["sources"][0]["report"]["released_model"] == "affwildnet_vggface_gru"
 
 
-def _run_cli(*args):
+def _start_cli(*args):
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.run([sys.executable, "-m", "omg_cnnrnn.tf1", *args], capture_output=True, text=True, env=env,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return subprocess.Popen([sys.executable, "-m", "omg_cnnrnn.tf1", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_command_writes_checkpoint_savedmodel_and_init_from_source(released, tmp_path):
+def test_command_writes_checkpoint_savedmodel_and_init_from_source_and_refuses_a_broken_checkpoint(
+    released, tmp_path):
   name = "affwildnet_vggface_gru"
-  prefix, tf1_out, _ = released(name)
+  prefix, tf1_out, values = released(name)
+  (tmp_path / "broken").mkdir()
+  broken = _broken_checkpoint(values, tmp_path / "broken")
   out_dir = tmp_path / "converted"
-  proc = _run_cli(f"--checkpoint={prefix}", f"--released_model={name}", f"--output_dir={out_dir}",
-                  f"--image_size={SIZE}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # Both commands run at once (each is mostly single-threaded start-up and tracing).
+  good = _start_cli(f"--checkpoint={prefix}", f"--released_model={name}", f"--output_dir={out_dir}",
+                    f"--image_size={SIZE}")
+  bad = _start_cli(f"--checkpoint={broken}", f"--released_model={name}", f"--output_dir={tmp_path / 'out'}",
+                   f"--image_size={SIZE}")
+  _, bad_err = bad.communicate(timeout=300)
+  _, good_err = good.communicate(timeout=300)
+
+  assert bad.returncode != 0
+  assert "conv_5/weights" in bad_err and "rnn_1/biases_rnn" in bad_err
+  assert not (tmp_path / "out" / "checkpoints").exists()
+
+  assert good.returncode == 0, good_err[-3000:]
   for path in ("config.json", "conversion_report.json", "checkpoints/ckpt-0.index", "saved_model/saved_model.pb"):
     assert (out_dir / path).exists(), path
   report = json.loads((out_dir / "conversion_report.json").read_text())
@@ -237,16 +251,6 @@ def test_command_writes_checkpoint_savedmodel_and_init_from_source(released, tmp
   result = train.warm_start(model, config.model, [str(out_dir)], SIZE)
   assert result["fresh"] == [] and len(result["loaded"]) == 17
   assert np.abs(_predict(model) - tf1_out["prediction"]).max() < TOLERANCE
-
-
-def test_command_fails_naming_the_variable(released, tmp_path):
-  _, _, values = released("affwildnet_vggface_gru")
-  prefix = _broken_checkpoint(values, tmp_path)
-  proc = _run_cli(f"--checkpoint={prefix}", "--released_model=affwildnet_vggface_gru",
-                  f"--output_dir={tmp_path / 'out'}", f"--image_size={SIZE}")
-  assert proc.returncode != 0
-  assert "conv_5/weights" in proc.stderr and "rnn_1/biases_rnn" in proc.stderr
-  assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 def _rcmalli_vgg16(size, first_filters=64, skip=()):

@@ -215,7 +215,9 @@ def run_released(name, frames, prefix, seed=0, rnn_units=128, dropout_wrapper=Fa
   rng = np.random.default_rng(seed)
   with tf.Graph().as_default() as graph:
     images = v1.placeholder(tf.float32, (batch * seq,) + frames.shape[2:])
-    endpoints = build_released(name, images, batch, seq, rnn_units, dropout_wrapper)
+    # Every value is overwritten below: cheap zero initialisers keep graph building fast.
+    with v1.variable_scope(v1.get_variable_scope(), initializer=v1.zeros_initializer()):
+      endpoints = build_released(name, images, batch, seq, rnn_units, dropout_wrapper)
     variables = v1.global_variables()
     with v1.Session(graph=graph) as sess:
       values = {v.op.name: random_value(v.op.name, v.shape, rng).astype(np.float32) for v in variables}
