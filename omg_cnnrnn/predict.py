@@ -264,6 +264,7 @@ class FrameResult:
   box: np.ndarray  # float32 [4], NaN where no face
   prediction: np.ndarray  # float [2] valence, arousal; NaN where no face
   post: np.ndarray = dataclasses.field(default_factory=lambda: np.full(2, np.nan))
+  post_ready: bool = False  # `post` holds its final value (face-less rows: NaN, ready at once)
 
   def row(self) -> tuple:
     return (self.frame, self.time, int(self.face_found), *self.box.tolist(), *self.prediction.tolist(),
@@ -387,10 +388,11 @@ def postprocess_stream(results: Iterable[FrameResult], choice: postprocess.Postp
 
   def assign(values):
     for v in values:
-      waiting.popleft().post = v
+      r = waiting.popleft()
+      r.post, r.post_ready = v, True
 
   def ready():
-    while queue and (not queue[0].face_found or not np.isnan(queue[0].post).all()):
+    while queue and (not queue[0].face_found or queue[0].post_ready):
       yield queue.popleft()
 
   for r in results:
@@ -584,8 +586,10 @@ def write_annotated_video(video: str, frames_csv: str, path: str, fps: float) ->
     for _, frame in faces.read_frames(video):
       row = next(block, None)
       if row is None:
-        block = next(rows).itertuples(index=False)
-        row = next(block)
+        block = next(rows, pd.DataFrame()).itertuples(index=False)
+        row = next(block, None)
+        if row is None:
+          raise faces.VideoError(video, f"decodes to more frames than {frames_csv} lists (changed meanwhile?)")
       image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
       h, w = image.shape[:2]
       if writer is None:

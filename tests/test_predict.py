@@ -133,6 +133,22 @@ def test_workdir_and_saved_model_predict_alike(trained):
   np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_cnn_only_workdir_predicts_every_frame_alone(tmp_path):
+  """CNN-only rows (the demo's) have no state: each frame's prediction is the model's on it."""
+  config = _config(rnn_inputs=())
+  model = _model(config, seed=2)
+  tf.train.Checkpoint(model=model).write(str(tmp_path / "best" / "model"))
+  (tmp_path / "config.json").write_text(config.to_json())
+  predictor = predict.load_predictor(str(tmp_path))
+  assert predictor.initial_state().shape == (1, 0, config.model.rnn_units)
+  crops = np.random.default_rng(6).integers(0, 256, (7, SIZE, SIZE, 3), dtype=np.uint8)
+  rows = list(predict.stream_predictions(predictor, [(i, True, np.zeros(4), c) for i, c in enumerate(crops)], 3))
+  expected = model({"frames": _scaled(crops)[:, None], "mask": np.ones((7, 1), np.float32)},
+                   training=False).numpy()[:, 0]
+  np.testing.assert_allclose([r.prediction for r in rows], expected, atol=1e-5)
+  assert "paper's median windows" in predictor.choice_source
+
+
 # ----------------------------------------------------------------------------- post-processing
 @pytest.mark.parametrize("windows,modes", [((81, 3), ("reflect", "reflect")), ((5, 1), ("nearest", "reflect")),
                                            ((9, 27), ("reflect", "nearest")), ((1, 1), ("reflect", "reflect"))])
@@ -230,7 +246,7 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
   assert sum(1 for _ in faces.read_frames(str(out / "annotated.mp4"))) == 36
   with open(out / "summary.json") as f:
     written = json.load(f)
-  assert written["postprocess_source"].endswith("postprocess.json") is False  # the paper's windows
+  assert "paper's median windows" in written["postprocess_source"]  # no postprocess.json in this export
   assert "carried" in written["faceless_frames"]
 
 
@@ -252,6 +268,19 @@ def test_command_line_writes_frames_csv_and_plot(trained, face_video, tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
   assert bad.returncode != 0
   assert "missing.mp4: file not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_tuned_postprocess_json_beside_the_model_is_used(trained, tmp_path):
+  model, config, _, _ = trained
+  choice = postprocess.PostprocessChoice(median_window=(5, 1), smoothing_k=(10.0, 0.0), edge_mode="nearest")
+  postprocess.save_choice(choice, str(tmp_path / "postprocess.json"))
+  path = export.export_saved_model(model, config, str(tmp_path / "sm"), str(tmp_path / "postprocess.json"))
+  predictor = predict.load_predictor(path)
+  assert predictor.choice.median_window == (5, 1) and predictor.choice.smoothing_k == (10.0, 0.0)
+  assert predictor.choice_source == os.path.join(path, "postprocess.json")
+  (tmp_path / "sm" / "postprocess.json").write_text("{}")
+  with pytest.raises(predict.ModelError, match="postprocess.json is not a post-processing choice"):
+    predict.load_predictor(path)
 
 
 # ------------------------------------------------------------------------------- bad inputs
