@@ -87,13 +87,14 @@ def utterance_table(records: list[dict], aggregate: str = "mean",
 
 
 def fill_faceless(predictions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-  """Utterances without any valid frame: mean prediction of their video's others, else the global mean."""
+  """Utterances without any valid frame: mean prediction of their video's others, else the global mean.
+
+  The rule lives in `postprocess.fill_missing`, so raw and post-processed scores fill alike.
+  """
   out = predictions.copy()
-  missing = out["valence"].isna() | out["arousal"].isna()
-  for column in ("valence", "arousal"):
-    video_mean = out.groupby("video")[column].transform("mean")
-    global_mean = out[column].mean()
-    out[column] = out[column].fillna(video_mean).fillna(0.0 if np.isnan(global_mean) else global_mean)
+  columns = ["valence", "arousal"]
+  missing = out[columns].isna().any(axis=1)
+  out[columns] = postprocess.fill_missing(out[columns].to_numpy(np.float64), out["video"].to_numpy())
   return out, int(missing.sum())
 
 
