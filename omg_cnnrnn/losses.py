@@ -11,7 +11,8 @@ Exactness and robustness:
 - masked frames never count: a sequence's aggregate uses its valid frames only,
   and a sequence with no valid frame drops out of the batch statistics;
 - the moments come from sums (count, sum x, sum y, sum x^2, sum y^2, sum xy),
-  so a distributed strategy can all-reduce them and get the global-batch CCC;
+  which are all-reduced across the replicas of a tf.distribute strategy, so the
+  loss and its gradients are those of the global batch (`distribute.cross_replica_sum`);
 - the denominator carries a tiny epsilon, so constant predictions, constant
   labels, a batch of one and an all-masked batch give a finite loss with finite
   gradients (CCC -> 0 where it is undefined, its limit).
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras
+
+from omg_cnnrnn import distribute
 
 AGGREGATES = ("mean", "median")
 LOSS_TYPES = ("ccc", "mse")
@@ -105,17 +108,24 @@ def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type:
     Scalar loss: mean over the D outputs of (1 - CCC_d), or of MSE_d.
   """
   predictions = tf.convert_to_tensor(predictions)
+  if predictions.dtype in (tf.float16, tf.bfloat16):
+    predictions = tf.cast(predictions, tf.float32)  # Mixed precision: the moments need float32.
   labels = tf.cast(labels, predictions.dtype)
   if mask is None:
     mask = tf.ones(tf.shape(predictions)[:2], predictions.dtype)
   mask = tf.cast(mask, predictions.dtype)
   pred_agg, valid = sequence_aggregate(predictions, mask, aggregate)
   label_agg, _ = sequence_aggregate(labels, mask, aggregate)
+  # Under a tf.distribute strategy the sums cover the GLOBAL batch (all replicas), so the
+  # loss and its gradients are those of one device on the whole batch (distribute.py).
   if loss_type == "ccc":
-    return tf.reduce_mean(1.0 - ccc_from_sums(moment_sums(pred_agg, label_agg, valid), epsilon))
+    sums = distribute.cross_replica_sum(moment_sums(pred_agg, label_agg, valid))
+    return tf.reduce_mean(1.0 - ccc_from_sums(sums, epsilon))
   if loss_type == "mse":
     sq = tf.reduce_sum(tf.square(pred_agg - label_agg) * valid[:, tf.newaxis], axis=0)
-    return tf.reduce_mean(sq / tf.maximum(tf.reduce_sum(valid), 1.0))
+    sq, count = tf.unstack(distribute.cross_replica_sum(
+        tf.stack([sq, tf.reduce_sum(valid) * tf.ones_like(sq)])))
+    return tf.reduce_mean(sq / tf.maximum(count, 1.0))
   raise ValueError(f"unknown loss type {loss_type!r}; expected one of {LOSS_TYPES}")
 
 

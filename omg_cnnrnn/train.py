@@ -2,7 +2,8 @@
 
     python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv \\
         --workdir=checkpoints/table3/cnn_3rnn_last_conv --data_dir=<prepared OMG TFRecords> \\
-        [--init_from=<Aff-Wild workdir | checkpoint prefix | tf1:<TF1 prefix>>] [--override train.num_steps=...]
+        [--init_from=<Aff-Wild workdir | checkpoint prefix | tf1:<TF1 prefix>>] [--override train.num_steps=...] \\
+        [--strategy=default|mirrored|multi_worker] [--precision=mixed_float16] [--jit_compile]
 
 The workdir holds everything of a run:
 - `config.json`: the resolved experiment config (a resumed run must match it);
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from typing import Iterable, Sequence
 
@@ -35,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from omg_cnnrnn import configs, losses, models
+from omg_cnnrnn import configs, distribute, losses, models
 from omg_cnnrnn.data import pipeline
 
 
@@ -125,7 +127,8 @@ def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_fr
   """Initialises `model` from other runs (or TF1 checkpoints); returns the report.
 
   Each source fills the layers that earlier sources left unloaded. `tf1:<prefix>`
-  sources go through `omg_cnnrnn.tf1.load_tf1_checkpoint` (partial loads allowed).
+  sources go through `omg_cnnrnn.tf1.load_tf1_checkpoint` (partial loads allowed); such a
+  source loads every layer it matches, so give it first when combining sources.
   """
   pending = {path for path, _ in named_layers(model)}
   report = {"sources": [], "loaded": [], "fresh": []}
@@ -136,6 +139,9 @@ def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_fr
       released, _, prefix = source[4:].rpartition("@") if "@" in source else ("", "", source[4:])
       sub = tf1.load_tf1_checkpoint(model, model_config, prefix, released or None, allow_partial=True)
       report["sources"].append({"source": source, "report": sub})
+      # The TF1 loader fills whatever it matches; later sources only fill what is still pending.
+      report["loaded"] += [p for p in sub["keras_loaded"] if p in pending]
+      pending -= set(sub["keras_loaded"])
       continue
     config_path, prefix = _resolve_source(source)
     with open(config_path) as f:
@@ -151,50 +157,97 @@ def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_fr
 
 
 class Trainer:
-  """Owns the model, optimizer, step counter, input iterator and their checkpoints."""
+  """Owns the model, optimizer, step counter, input iterator and their checkpoints.
+
+  Distribution (`strategy`, see `omg_cnnrnn.distribute`): the model and optimizer
+  live in the strategy's scope; `data.batch_size` is the GLOBAL batch, split
+  evenly over the replicas; the CCC loss is computed over the global batch
+  (all-reduced moment sums), so one step equals a single-device step on the same
+  batch. With several workers, worker i reads every n-th training window
+  (`pipeline.train_dataset(shard=...)`); the chief writes checkpoints, logs,
+  validation and `best/`, the others save into a scratch directory they delete
+  (tf.distribute's multi-worker checkpointing pattern), and every worker resumes
+  from the chief's latest checkpoint.
+
+  Resumption: with the default strategy the input iterator and the dropout
+  generators are checkpointed too (a resumed run continues the same stream). Under
+  mirrored/multi-worker strategies model, optimizer and step are restored and the
+  input stream restarts with the seed `seed + step` (distributed iterators are
+  per worker, and a chief-written iterator state cannot restore another worker's).
+  """
 
   def __init__(self, config: configs.ExperimentConfig, workdir: str, data_dir: str, seed: int = 0,
                train_split: str = "train", eval_split: str | None = "validation",
-               init_from: Sequence[str] = (), deterministic: bool = False, log=print):
+               init_from: Sequence[str] = (), deterministic: bool = False, log=print,
+               strategy: str | tf.distribute.Strategy = "default", precision: str = "float32",
+               jit_compile: bool = False):
     self.config = config
     self.workdir = workdir
     self.data_dir = data_dir
     self.train_split = train_split
-    self.eval_split = eval_split
     self.log = log
+    self.precision = precision
+    self.strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
+    self.is_chief, self.worker_index, self.num_workers = distribute.worker_info(self.strategy)
+    self.distributed = self.strategy.num_replicas_in_sync > 1 or self.num_workers > 1
+    self.eval_split = eval_split if self.is_chief else None
+    self.per_replica_batch = distribute.per_replica_batch(config.data.batch_size, self.strategy)
     os.makedirs(workdir, exist_ok=True)
     self._check_or_write_config()
     set_seed(seed, deterministic)
+    distribute.set_precision(precision)
 
-    self.model = models.build_model(config.model, image_size=config.data.image_size)
-    self.optimizer = tf_keras.optimizers.Adam(config.train.learning_rate)
-    self.optimizer.build(self.model.trainable_variables)
-    self.loss_fn = losses.CCCLoss(aggregate=config.train.loss_aggregate, loss_type=config.train.loss)
-    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    dataset = pipeline.train_dataset(data_dir, config.data, split=train_split, seed=seed)
-    self.iterator = iter(dataset)
-    # One call creates the dropout generators, so they exist before a restore reads them.
     size = config.data.image_size
-    self.model({"frames": tf.zeros((1, 1, size, size, 3)), "mask": tf.ones((1, 1))}, training=True)
-    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                          iterator=self.iterator, rng=_random_generators(self.model))
-    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
+    with self.strategy.scope():
+      self.model = models.build_model(config.model, image_size=size)
+      self.optimizer = tf_keras.optimizers.Adam(config.train.learning_rate)
+      if precision == "mixed_float16":  # float16 gradients underflow without loss scaling.
+        self.optimizer = tf_keras.mixed_precision.LossScaleOptimizer(self.optimizer)
+      self.optimizer.build(self.model.trainable_variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      # One call creates the dropout generators, so they exist before a restore reads them.
+      self.model({"frames": tf.zeros((1, 1, size, size, 3)), "mask": tf.ones((1, 1))}, training=True)
+    self.loss_fn = losses.CCCLoss(aggregate=config.train.loss_aggregate, loss_type=config.train.loss)
+    if not self.distributed:
+      self.iterator = iter(pipeline.train_dataset(data_dir, config.data, split=train_split, seed=seed))
+      self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                            iterator=self.iterator, rng=_random_generators(self.model))
+    else:
+      self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+    chief_dir = os.path.join(workdir, "checkpoints")
+    self._scratch = None if self.is_chief else os.path.join(workdir, f".worker-{self.worker_index}")
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or chief_dir,
                                               max_to_keep=config.train.max_checkpoints_to_keep)
     self.resumed_from = None
-    if self.manager.latest_checkpoint:
-      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-      self.resumed_from = self.manager.latest_checkpoint
+    latest = tf.train.latest_checkpoint(chief_dir)
+    if latest:
+      status = self.checkpoint.restore(latest)
+      if self.distributed:
+        status.expect_partial()  # A default-strategy checkpoint also holds an iterator.
+      else:
+        status.assert_existing_objects_matched()
+      self.resumed_from = latest
       self.log(f"resumed from {self.resumed_from} at step {int(self.step.numpy())}")
-    elif init_from:
+    if self.distributed:
+      self.iterator = iter(self.strategy.distribute_datasets_from_function(
+          lambda ctx: pipeline.train_dataset(
+              data_dir, config.data, split=train_split, seed=seed + int(self.step.numpy()),
+              batch_size=ctx.get_per_replica_batch_size(config.data.batch_size),
+              shard=(ctx.num_input_pipelines, ctx.input_pipeline_id))))
+    if not latest and init_from:
       report = warm_start(self.model, config.model, init_from, config.data.image_size)
       with open(os.path.join(workdir, "init_report.json"), "w") as f:
         json.dump(report, f, indent=2)
       self.log(f"warm start from {list(init_from)}: {len(report['loaded'])} layers loaded, "
                f"{len(report['fresh'])} fresh: {report['fresh']}")
     self.best_path = os.path.join(workdir, "best.json")
-    self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
+    self.writers = {k: (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
+                        if self.is_chief else tf.summary.create_noop_writer())
                     for k in ("train", "validation")}
-    self._train_step = tf.function(self._step_fn)
+    # XLA: the whole step on one device; the per-replica computation under a strategy.
+    self._replica_fn = tf.function(self._replica_step, jit_compile=True) if (
+        jit_compile and self.distributed) else self._replica_step
+    self._train_step = tf.function(self._step_fn, jit_compile=bool(jit_compile and not self.distributed))
 
   def _check_or_write_config(self):
     path = os.path.join(self.workdir, "config.json")
@@ -205,19 +258,37 @@ class Trainer:
         raise ValueError(f"{path} holds a different config than this run's ({saved.name} vs {self.config.name}, "
                          "or different overrides); use a new --workdir or the same settings to resume")
       return
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # Workers of one run may write it at the same time.
     with open(tmp, "w") as f:
       f.write(self.config.to_json())
     os.replace(tmp, path)
 
-  def _step_fn(self, inputs, labels):
+  def loss_and_gradients(self, inputs, labels, training: bool = True):
+    """One replica's loss (over the GLOBAL batch) and its share of the gradients.
+
+    Summed over replicas (as `apply_gradients` does), the shares are the gradient of
+    the single-device loss on the global batch: no 1 / num_replicas scaling here,
+    the loss is already the global one (`distribute.cross_replica_sum`).
+    """
+    variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
-      predictions = self.model(inputs, training=True)
+      predictions = self.model(inputs, training=training)
       loss = self.loss_fn(labels, predictions, sample_weight=inputs["mask"])
-    grads = tape.gradient(loss, self.model.trainable_variables)
+      scaled = self.optimizer.get_scaled_loss(loss) if self.precision == "mixed_float16" else loss
+    grads = tape.gradient(scaled, variables)
+    if self.precision == "mixed_float16":
+      grads = self.optimizer.get_unscaled_gradients(grads)
+    return loss, grads
+
+  def _replica_step(self, inputs, labels):
+    loss, grads = self.loss_and_gradients(inputs, labels)
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-    self.step.assign_add(1)
     return loss
+
+  def _step_fn(self, inputs, labels):
+    loss = self.strategy.run(self._replica_fn, args=(inputs, labels))
+    self.step.assign_add(1)
+    return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
 
   def steps_per_epoch(self) -> int:
     """Windows per epoch / batch: every utterance gives ceil(frames / T) windows."""
@@ -257,7 +328,7 @@ class Trainer:
       step = int(self.step.numpy())
       frames += frames_per_step
       done_here += 1
-      if step % tc.log_every_steps == 0 or step == total:
+      if self.is_chief and (step % tc.log_every_steps == 0 or step == total):
         rate = frames / max(time.time() - t0, 1e-9)
         self.log(f"step {step}/{total} loss {loss:.4f} ({rate:.1f} frames/s)")
         with self.writers["train"].as_default():
@@ -265,7 +336,7 @@ class Trainer:
           tf.summary.scalar("frames_per_second", rate, step=step)
         self._history({"step": step, "split": "train", "loss": loss, "frames_per_second": rate})
       if step % tc.checkpoint_every_steps == 0 or step == total:
-        self.manager.save(checkpoint_number=step)
+        self.manager.save(checkpoint_number=step)  # Every worker saves; non-chiefs into scratch.
       if self.eval_split and eval_every and (step % eval_every == 0 or step == total):
         last = self.evaluate()
         score = float(np.mean([last["valence_ccc"], last["arousal_ccc"]]))
@@ -285,6 +356,8 @@ class Trainer:
         break
     for w in self.writers.values():
       w.flush()
+    if self._scratch:
+      shutil.rmtree(self._scratch, ignore_errors=True)
     return {"start_step": start, "end_step": int(self.step.numpy()), "last_eval": last, "best": best}
 
   def _read_best(self):
@@ -321,7 +394,8 @@ def main(argv):
   f = flags.FLAGS
   config = experiments_from_flags(f)
   trainer = Trainer(config, f.workdir, f.data_dir, seed=f.seed, train_split=f.train_split,
-                    eval_split=f.eval_split or None, init_from=f.init_from, deterministic=f.deterministic)
+                    eval_split=f.eval_split or None, init_from=f.init_from, deterministic=f.deterministic,
+                    strategy=f.strategy, precision=f.precision, jit_compile=f.jit_compile)
   result = trainer.train()
   print(json.dumps(result, indent=2, default=str))
 
@@ -345,6 +419,12 @@ def define_flags():
   flags.DEFINE_string("train_split", "train", "Split to train on.")
   flags.DEFINE_string("eval_split", "validation", "Split to validate on ('' for none).")
   flags.DEFINE_bool("deterministic", False, "Enable TF op determinism (slower).")
+  flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES),
+                    "tf.distribute strategy: one device, MirroredStrategy over this machine's GPUs, or "
+                    "MultiWorkerMirroredStrategy over the TF_CONFIG cluster. data.batch_size is the global batch.")
+  flags.DEFINE_enum("precision", "float32", list(distribute.PRECISIONS),
+                    "Keras dtype policy (mixed precision for GPUs); output layer and loss stay float32.")
+  flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (GPUs).")
   flags.mark_flags_as_required(["experiment", "workdir", "data_dir"])
 
 

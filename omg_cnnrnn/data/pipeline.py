@@ -20,6 +20,7 @@ pipeline is deterministic and its iterator can be checkpointed and resumed.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 
@@ -73,12 +74,19 @@ def window(jpegs, labels, mask, offset, length: int):
   jpegs = _pad_to(jpegs[offset:offset + length], length)
   labels = _pad_to(labels[offset:offset + length], length)
   mask = _pad_to(mask[offset:offset + length], length)
-  jpegs = tf.where(mask > 0, jpegs, tf.fill(tf.shape(jpegs), _BLACK_JPEG))
+  jpegs = tf.where(mask > 0, jpegs, tf.fill(tf.shape(jpegs), _black_jpeg()))
   return jpegs, labels, mask
 
 
-# A valid (black, 8x8) JPEG stands in for padded frames so they decode like the rest.
-_BLACK_JPEG = tf.io.encode_jpeg(tf.zeros((8, 8, 3), tf.uint8)).numpy()
+@functools.lru_cache(maxsize=1)
+def _black_jpeg() -> bytes:
+  """A valid (black, 8x8) JPEG standing in for padded frames, so they decode like the rest.
+
+  Made on first use, not at import: importing the package must not start the TF
+  runtime (MultiWorkerMirroredStrategy has to be created before any op runs).
+  """
+  with tf.init_scope():  # Eager even when first called while tracing a dataset function.
+    return tf.io.encode_jpeg(tf.zeros((8, 8, 3), tf.uint8)).numpy()
 
 
 def train_windows(example: dict, index: tf.Tensor, length: int, seed: int, random_offset: bool) -> tf.data.Dataset:
@@ -98,8 +106,19 @@ def train_windows(example: dict, index: tf.Tensor, length: int, seed: int, rando
 
 
 def train_dataset(data_dir: str, data_config: configs.DataConfig, split: str = "train", seed: int = 0,
-                  batch_size: int | None = None, sequence_length: int | None = None) -> tf.data.Dataset:
-  """Infinite, shuffled batches `({"frames": (B,T,S,S,3), "mask": (B,T)}, labels (B,T,2))`."""
+                  batch_size: int | None = None, sequence_length: int | None = None,
+                  shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+  """Infinite, shuffled batches `({"frames": (B,T,S,S,3), "mask": (B,T)}, labels (B,T,2))`.
+
+  Args:
+    data_dir, data_config, split, seed: where the shards are, the data settings, the split, the seed.
+    batch_size, sequence_length: override the config's B and T (distributed training
+      passes the per-replica batch).
+    shard: `(num_pipelines, index)`: keep every num-th training window from the
+      index-th (tf.distribute's per-worker input sharding). Every pipeline uses the
+      same seed up to this point, so the shards are disjoint and together are the
+      one-pipeline stream; only the kept windows are decoded.
+  """
   files = shard_files(data_dir, split)
   length = sequence_length or data_config.sequence_length
   batch = batch_size or data_config.batch_size
@@ -113,6 +132,8 @@ def train_dataset(data_dir: str, data_config: configs.DataConfig, split: str = "
   ds = ds.map(features.decode_example, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.enumerate()
   ds = ds.flat_map(lambda i, ex: train_windows(ex, i, length, seed, data_config.random_offset))
+  if shard is not None and shard[0] > 1:
+    ds = ds.shard(*shard)
   # Shuffle compressed windows (small), decode after: the buffer costs JPEG bytes, not floats.
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
   ds = ds.map(lambda j, y, m: ({"frames": scale_frames(j, size), "mask": m}, y),
