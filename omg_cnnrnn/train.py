@@ -358,6 +358,11 @@ class Trainer:
       w.flush()
     if self._scratch:
       shutil.rmtree(self._scratch, ignore_errors=True)
+    if self.num_workers > 1:
+      # A barrier (one all-reduce): no worker exits while the chief still validates, which
+      # the coordination service would otherwise report as a crashed task.
+      tf.function(lambda: self.strategy.reduce(
+          tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: tf.constant(1.0)), axis=None))()
     return {"start_step": start, "end_step": int(self.step.numpy()), "last_eval": last, "best": best}
 
   def _read_best(self):
