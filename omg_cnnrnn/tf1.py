@@ -108,6 +108,7 @@ import tf_keras
 
 from omg_cnnrnn import configs
 from omg_cnnrnn.models import backbones
+from omg_cnnrnn.train import named_layers
 
 
 class TF1CheckpointError(ValueError):
@@ -263,16 +264,6 @@ class _Assignment:
   convert: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
-def _weight_layers(model: tf_keras.Model, prefix: str = "") -> Iterable[tuple[str, tf_keras.layers.Layer]]:
-  """(path, layer) of every layer with weights, nested models included (`vgg16/conv1_1`, as train.named_layers)."""
-  for layer in model.layers:
-    path = f"{prefix}{layer.name}"
-    if isinstance(layer, tf_keras.Model):
-      yield from _weight_layers(layer, path + "/")
-    elif layer.weights:
-      yield path, layer
-
-
 def _shape(weight: tf.Variable) -> tuple[int, ...]:
   return tuple(int(d) for d in weight.shape)
 
@@ -353,7 +344,7 @@ def _assignments(model: tf_keras.Model, model_config: configs.ModelConfig,
     raise TF1CheckpointError(
         f"released model {released.name} holds a {released.backbone} stream; the model's streams are "
         f"{sorted(streams)}")
-  layers = dict(_weight_layers(model))
+  layers = dict(named_layers(model))
   found: list[_Assignment] = []
   prefix = stream.name
   fc_hint = ("the rows of linear_1/weights are the flattened pool5: ceil(image_size / 32)^2 * 512 "
@@ -484,7 +475,7 @@ def load_tf1_checkpoint(model: tf_keras.Model, model_config: configs.ModelConfig
     assignment.layer.set_weights([a.astype(t.dtype) for a, t in zip(arrays, targets)])
     loaded += sorted(chosen.values())
     keras_loaded.append(assignment.path)
-  all_layers = [p for p, _ in _weight_layers(model)]
+  all_layers = [p for p, _ in named_layers(model)]
   return {
       "checkpoint": prefix, "released_model": name, "allow_partial": bool(allow_partial),
       "loaded": sorted(loaded), "missing": missing, "missing_detail": missing_detail,
@@ -656,7 +647,8 @@ def main(argv: Sequence[str]) -> None:
   print(json.dumps({"output_dir": f.output_dir, "checkpoint": report["checkpoint"],
                     "saved_model": report["saved_model"], "loaded": len(tf1.get("loaded", [])),
                     "missing": len(tf1.get("missing", [])), "shape_mismatch": len(tf1.get("shape_mismatch", [])),
-                    "unexpected": tf1.get("unexpected", []), "fresh": tf1.get("fresh", [])}, indent=2))
+                    "unexpected": tf1.get("unexpected", []), "fresh": tf1.get("fresh", []),
+                    "vggface_loaded": len((report.get("vggface_h5") or {}).get("loaded", []))}, indent=2))
 
 
 if __name__ == "__main__":
