@@ -194,24 +194,15 @@ def _load_saved_model(path: str):
 def _load_workdir(path: str, which: str):
   import tensorflow as tf
 
-  from omg_cnnrnn import export, models
+  from omg_cnnrnn import export, train
 
-  config = _read_config(path, os.path.join(path, "config.json"))
-  prefix = None
-  if which == "best" and os.path.exists(os.path.join(path, "best", "model.index")):
-    prefix = os.path.join(path, "best", "model")
-  else:
-    prefix = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
-  if prefix is None:
-    raise ModelError(path, "no trained weights in the workdir (neither best/model nor checkpoints/)")
-  model = models.build_model(config.model, image_size=config.data.image_size)
+  _read_config(path, os.path.join(path, "config.json"))  # Names the file if it is unreadable.
   try:
-    # Every variable of the network must come from the checkpoint: a checkpoint of another
-    # architecture would otherwise leave random weights behind without a word.
-    tf.train.Checkpoint(model=model).read(prefix).assert_existing_objects_matched().expect_partial()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
-    raise ModelError(path, f"checkpoint {prefix} does not fit the experiment in config.json "
-                     f"({str(e).splitlines()[0][:300]})") from None
+    model, config = train.load_workdir_model(path, which)
+  except FileNotFoundError:
+    raise ModelError(path, "no trained weights in the workdir (neither best/model nor checkpoints/)") from None
+  except ValueError as e:
+    raise ModelError(path, str(e)) from None
   module = export.ServingModule(model, config)
 
   def run(f, m, s):

@@ -377,7 +377,11 @@ class Trainer:
 
 
 def load_workdir_model(workdir: str, which: str = "best") -> tuple[tf_keras.Model, configs.ExperimentConfig]:
-  """The model of a training workdir: its best weights (or the latest checkpoint) and config."""
+  """The model of a training workdir: its best weights (or the latest checkpoint) and config.
+
+  Strict: every variable of the network must come from the checkpoint, so a checkpoint
+  of another architecture fails (ValueError naming it) instead of leaving random weights.
+  """
   with open(os.path.join(workdir, "config.json")) as f:
     config = configs.experiment_from_dict(json.load(f))
   model = models.build_model(config.model, image_size=config.data.image_size)
@@ -388,7 +392,11 @@ def load_workdir_model(workdir: str, which: str = "best") -> tuple[tf_keras.Mode
     prefix = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   if prefix is None:
     raise FileNotFoundError(f"no trained weights in {workdir} (neither best/model nor checkpoints/)")
-  tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+  try:
+    tf.train.Checkpoint(model=model).read(prefix).assert_existing_objects_matched().expect_partial()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise ValueError(f"checkpoint {prefix} does not fit the experiment in {workdir}/config.json "
+                     f"({str(e).splitlines()[0][:300]})") from None
   return model, config
 
 
