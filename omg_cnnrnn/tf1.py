@@ -108,7 +108,7 @@ import tf_keras
 
 from omg_cnnrnn import configs
 from omg_cnnrnn.models import backbones
-from omg_cnnrnn.train import named_layers
+from omg_cnnrnn.models.cnn_rnn import named_layers
 
 
 class TF1CheckpointError(ValueError):

@@ -31,13 +31,14 @@ import math
 import os
 import shutil
 import time
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from omg_cnnrnn import configs, distribute, losses, models
+from omg_cnnrnn.models.cnn_rnn import copy_matching_weights, named_layers
 from omg_cnnrnn.data import pipeline
 
 
@@ -58,47 +59,6 @@ def _random_generators(model: tf_keras.Model) -> list:
     if gen is not None:
       gens.append(gen)
   return gens
-
-
-def named_layers(model: tf_keras.Model, prefix: str = "") -> Iterable[tuple[str, tf_keras.layers.Layer]]:
-  """(path, layer) for every layer with weights, descending into nested models (`vgg16/conv1_1`)."""
-  for layer in model.layers:
-    path = f"{prefix}{layer.name}"
-    if isinstance(layer, tf_keras.Model):
-      yield from named_layers(layer, path + "/")
-    elif layer.weights:
-      yield path, layer
-
-
-def copy_matching_weights(source: tf_keras.Model, target: tf_keras.Model, only_missing: set | None = None) -> dict:
-  """Copies weights layer by layer where names and shapes match.
-
-  Args:
-    source: the model to copy from.
-    target: the model to copy into.
-    only_missing: if given, the target layer paths still to fill (updated in place).
-
-  Returns:
-    {"loaded": [...], "shape_mismatch": [...], "not_in_source": [...]} of target layer paths.
-  """
-  src = dict(named_layers(source))
-  report = {"loaded": [], "shape_mismatch": [], "not_in_source": []}
-  for path, layer in named_layers(target):
-    if only_missing is not None and path not in only_missing:
-      continue
-    other = src.get(path)
-    if other is None:
-      report["not_in_source"].append(path)
-      continue
-    shapes = [tuple(w.shape) for w in layer.weights]
-    if shapes != [tuple(w.shape) for w in other.weights]:
-      report["shape_mismatch"].append(path)
-      continue
-    layer.set_weights(other.get_weights())
-    report["loaded"].append(path)
-    if only_missing is not None:
-      only_missing.discard(path)
-  return report
 
 
 def _resolve_source(init_from: str) -> tuple[str, str]:
@@ -186,7 +146,6 @@ class Trainer:
     self.data_dir = data_dir
     self.train_split = train_split
     self.log = log
-    self.precision = precision
     self.strategy = distribute.make_strategy(strategy) if isinstance(strategy, str) else strategy
     self.is_chief, self.worker_index, self.num_workers = distribute.worker_info(self.strategy)
     self.distributed = self.strategy.num_replicas_in_sync > 1 or self.num_workers > 1
@@ -274,9 +233,10 @@ class Trainer:
     with tf.GradientTape() as tape:
       predictions = self.model(inputs, training=training)
       loss = self.loss_fn(labels, predictions, sample_weight=inputs["mask"])
-      scaled = self.optimizer.get_scaled_loss(loss) if self.precision == "mixed_float16" else loss
+      scaling = isinstance(self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+      scaled = self.optimizer.get_scaled_loss(loss) if scaling else loss
     grads = tape.gradient(scaled, variables)
-    if self.precision == "mixed_float16":
+    if scaling:
       grads = self.optimizer.get_unscaled_gradients(grads)
     return loss, grads
 

@@ -18,7 +18,8 @@ frames: `frame_model(model)` gives `(N, S, S, 3) -> (N, 2)` sharing weights.
 Streaming: `build_streaming_model` is the same network with the GRU states as an
 extra input and output (`(B, N, U)`, layout in its docstring), so a video of any
 length runs chunk by chunk with the state carried; `streaming_twin` builds it with a
-trained model's weights.
+trained model's weights. `copy_matching_weights` copies weights between any two
+models by layer path (`named_layers`: `vgg16/conv1_1`, ...); warm starts use it too.
 
 Layer names: `<backbone>` (the nested backbone model), `<backbone>_fc1`,
 `<backbone>_fc1_dropout`, `<backbone>_rnn_<taps>_gru1` ... (one RNN subnet per
@@ -30,6 +31,8 @@ sequence length in its reshapes; here both are dynamic (None).
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import tensorflow as tf
 import tf_keras
@@ -282,6 +285,47 @@ def _build(model_config: configs.ModelConfig, image_size: int, sequence_length: 
   return tf_keras.Model(inputs, {"predictions": predictions, "state": state_out}, name=name)
 
 
+def named_layers(model: tf_keras.Model, prefix: str = "") -> Iterable[tuple[str, tf_keras.layers.Layer]]:
+  """(path, layer) for every layer with weights, descending into nested models (`vgg16/conv1_1`)."""
+  for layer in model.layers:
+    path = f"{prefix}{layer.name}"
+    if isinstance(layer, tf_keras.Model):
+      yield from named_layers(layer, path + "/")
+    elif layer.weights:
+      yield path, layer
+
+
+def copy_matching_weights(source: tf_keras.Model, target: tf_keras.Model, only_missing: set | None = None) -> dict:
+  """Copies weights layer by layer where names and shapes match.
+
+  Args:
+    source: the model to copy from.
+    target: the model to copy into.
+    only_missing: if given, the target layer paths still to fill (updated in place).
+
+  Returns:
+    {"loaded": [...], "shape_mismatch": [...], "not_in_source": [...]} of target layer paths.
+  """
+  src = dict(named_layers(source))
+  report = {"loaded": [], "shape_mismatch": [], "not_in_source": []}
+  for path, layer in named_layers(target):
+    if only_missing is not None and path not in only_missing:
+      continue
+    other = src.get(path)
+    if other is None:
+      report["not_in_source"].append(path)
+      continue
+    shapes = [tuple(w.shape) for w in layer.weights]
+    if shapes != [tuple(w.shape) for w in other.weights]:
+      report["shape_mismatch"].append(path)
+      continue
+    layer.set_weights(other.get_weights())
+    report["loaded"].append(path)
+    if only_missing is not None:
+      only_missing.discard(path)
+  return report
+
+
 def streaming_twin(model: tf_keras.Model, model_config: configs.ModelConfig, image_size: int = 96) -> tf_keras.Model:
   """`build_streaming_model` with the weights of a trained `build_model` model, copied by layer name.
 
@@ -290,18 +334,12 @@ def streaming_twin(model: tf_keras.Model, model_config: configs.ModelConfig, ima
       counterpart in the other (the model is not of `model_config`).
   """
   twin = build_streaming_model(model_config, image_size, name=f"{model.name}_streaming")
-  source = {layer.name: layer for layer in model.layers if layer.weights}
-  target = {layer.name: layer for layer in twin.layers if layer.weights}
-  if set(source) != set(target):
-    raise ValueError(f"model {model.name!r} does not match its config: layers only in the model "
-                     f"{sorted(set(source) - set(target))}, only in the config {sorted(set(target) - set(source))}")
-  for layer_name, layer in target.items():
-    weights = source[layer_name].get_weights()
-    shapes = [w.shape for w in weights]
-    if shapes != [tuple(w.shape) for w in layer.weights]:
-      raise ValueError(f"layer {layer_name!r}: weight shapes {shapes} do not match the config's "
-                       f"{[tuple(w.shape) for w in layer.weights]}")
-    layer.set_weights(weights)
+  report = copy_matching_weights(model, twin)
+  only_in_model = sorted({p for p, _ in named_layers(model)} - {p for p, _ in named_layers(twin)})
+  if only_in_model or report["not_in_source"] or report["shape_mismatch"]:
+    raise ValueError(f"model {model.name!r} does not match its config: layers only in the model {only_in_model}, "
+                     f"only in the config {report['not_in_source']}, with other weight shapes "
+                     f"{report['shape_mismatch']}")
   return twin
 
 
