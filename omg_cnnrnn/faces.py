@@ -347,9 +347,12 @@ def _frame_range(path: str, info: dict, start: float | None, end: float | None) 
     # durations are rounded too.
     if end is not None and end > duration + 2.0 / fps + 1e-6:
       raise VideoError(path, f"end {end:.3f} s is past the end of the video ({duration:.3f} s)")
-  first = int(math.ceil(start * fps - 1e-6)) if start else 0
-  stop = int(math.ceil(end * fps - 1e-6)) if end is not None else None
-  return first, stop
+  return (time_to_frame(start, fps) if start else 0), (time_to_frame(end, fps) if end is not None else None)
+
+
+def time_to_frame(seconds: float, fps: float) -> int:
+  """The first frame at or after `seconds`: where a cut at that time starts or stops."""
+  return int(math.ceil(seconds * fps - 1e-6))
 
 
 def read_frames(path: str, start: float | None = None, end: float | None = None) -> Iterator[tuple[float, np.ndarray]]:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -475,15 +474,14 @@ def utterance_table(frames: pd.DataFrame, segments: pd.DataFrame, fps: float,
   """Per-segment values from the per-frame table (columns of `utterances.csv`).
 
   A segment `[start, end)` holds the frames `ceil(start fps) <= frame < ceil(end fps)`,
-  the frames data preparation cuts for it (`faces.read_frames`).
+  the frames data preparation cuts for it (`faces.time_to_frame`).
   """
   index = frames["frame"].to_numpy()
   found = frames["face_found"].to_numpy() > 0
   values = frames[list(metrics.DIMENSIONS)].to_numpy(np.float64)
   records, rows = [], []
   for seg in segments.itertuples(index=False):
-    first = int(math.ceil(seg.start * fps - 1e-6))
-    stop = int(math.ceil(seg.end * fps - 1e-6))
+    first, stop = faces.time_to_frame(seg.start, fps), faces.time_to_frame(seg.end, fps)
     inside = (index >= first) & (index < stop)
     p, m = values[inside], found[inside]
     raw = metrics.utterance_value(p, m, choice.aggregate) if len(p) else np.full(2, np.nan)
