@@ -63,13 +63,12 @@ def make_strategy(name: str = "default", devices: list[str] | None = None) -> tf
 def worker_info(strategy: tf.distribute.Strategy) -> tuple[bool, int, int]:
   """(is_chief, worker index, number of workers) of this process under `strategy`."""
   resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.cluster_spec().as_dict():
+  cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+  if not cluster:
     return True, 0, 1
   task_type, task_id = resolver.task_type, resolver.task_id or 0
-  workers = len(resolver.cluster_spec().as_dict().get("worker", [])) or 1
-  chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and
-                                   "chief" not in resolver.cluster_spec().as_dict())
-  return chief, int(task_id), workers
+  chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+  return chief, int(task_id), len(cluster.get("worker", [])) or 1
 
 
 def per_replica_batch(global_batch: int, strategy: tf.distribute.Strategy) -> int:
