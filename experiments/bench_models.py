@@ -26,6 +26,7 @@ import tf_keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from omg_cnnrnn import experiments, losses, models  # noqa: E402
+from omg_cnnrnn.hardware import matmul_peak  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("rows", [], "Rows to benchmark (default: every registered row except Table VI).")
@@ -35,26 +36,6 @@ flags.DEFINE_integer("sequence_length", 80, "Frames per sequence (paper: 80).")
 flags.DEFINE_integer("image_size", 96, "Face crop size (paper: 96).")
 flags.DEFINE_integer("matmul_size", 2048, "Size of the square matmuls that measure the peak.")
 flags.DEFINE_bool("forward", True, "Also time the forward pass.")
-
-
-def matmul_peak(n: int, repeats: int = 20) -> float:
-  """Dense float32 matmul GFLOP/s on this machine (best of 3 runs of `repeats` chained matmuls)."""
-  a = tf.random.normal((n, n))
-  b = tf.random.normal((n, n)) / np.sqrt(n)
-
-  @tf.function
-  def chain(x):
-    for _ in range(repeats):
-      x = tf.matmul(x, b)
-    return x
-
-  chain(a).numpy()
-  best = float("inf")
-  for _ in range(3):
-    t0 = time.perf_counter()
-    chain(a).numpy()
-    best = min(best, time.perf_counter() - t0)
-  return 2.0 * n**3 * repeats / best / 1e9
 
 
 def forward_flops(model: tf_keras.Model, frames_per_sequence: int) -> float:

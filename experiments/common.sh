@@ -6,6 +6,11 @@
 #                  unset: no pretraining (the paper pretrains, Sec. III-C)
 #   OMG_LABELS     the official validation label CSV (omg_ValidationVideos.csv), for challenge-format CSVs
 #   CKPT_ROOT      where workdirs go (default: checkpoints)
+#   AFFWILDNET_VGG, AFFWILDNET_RESNET   TF1 prefixes of the released AffWildNet checkpoints, and/or
+#   VGGFACE_H5     Keras VGG-Face weights: with them every row starts from the paper's weights with the
+#                  paper's values (read by omg_cnnrnn.train); without them rows run the from-scratch
+#                  recipe: each row starts from the row its experiment names (init.after, e.g. the
+#                  CNN-only row of its table, trained first) and the summary says which start each had
 #   PYTHON         interpreter (default: .venv/bin/python, else python3)
 #   SMOKE=1        every row for a couple of steps at reduced shapes on the synthetic set (CPU proof that the
 #                  script works end to end; the numbers mean nothing)
@@ -71,10 +76,22 @@ evaluate() {
     --output_dir="$workdir/eval_validation" ${labels[@]+"${labels[@]}"} "$@"
 }
 
+# ensure_after ROW: without the paper's weights, train first the rows ROW's experiment starts after
+# (init.after, e.g. table3/cnn_only before table3/cnn_rnn) when they have no run yet.
+ensure_after() {
+  [[ -n "${AFFWILDNET_VGG:-}${AFFWILDNET_RESNET:-}${VGGFACE_H5:-}" ]] && return 0
+  local before
+  for before in $("$PYTHON" -c "from omg_cnnrnn import experiments; print(*experiments.get('$1').init.after)"); do
+    [[ -f "$CKPT_ROOT/$before/best.json" ]] || run_row "$before"
+  done
+}
+
 # run_row ROW: pretrain on Aff-Wild, train on OMG from it, evaluate (the paper's loop for one row).
+# Without Aff-Wild data the OMG run starts where its experiment says (paper weights, or the row before it).
 run_row() {
   local row="$1"
   local init
+  ensure_after "$row"
   init="$(pretrain "$row")"
   train "$row" "$CKPT_ROOT/$row" "$OMG_DATA" $init
   evaluate "$CKPT_ROOT/$row"

@@ -4,7 +4,9 @@
 
 Reads `<root>/<row>/eval_validation/metrics.json` (Table V: `<row>/from_affwild` and
 `<row>/from_omg`; Table VI: the post-processed metrics of `<root>/<row>/eval_validation`).
-CCC is shown x 100 like the paper; a row with no run yet shows '-'.
+CCC is shown x 100 like the paper; a row with no run yet shows '-'. `start` is the start the
+run's config.json recorded: `paper` (the paper's weights and values) or `scratch` (the
+from-scratch recipe, `omg_cnnrnn.start`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ def read_metrics(workdir: str, split: str) -> dict | None:
     return json.load(f).get(split)
 
 
+def read_start(workdir: str) -> str:
+  """'paper' or 'scratch' (the recipe), as the run's config.json recorded it; '-' without a run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return "-"
+  with open(path) as f:
+    return json.load(f).get("train", {}).get("start", "paper")
+
+
 def rows(root: str, table: str = "", split: str = "validation") -> list[dict]:
   out = []
   for name in experiments.names():
@@ -56,16 +67,17 @@ def rows(root: str, table: str = "", split: str = "validation") -> list[dict]:
           "paper_arousal": config.paper_ccc_arousal,
           "valence": None if m is None else 100 * m["valence_ccc"],
           "arousal": None if m is None else 100 * m["arousal_ccc"],
+          "start": read_start(workdir),
       })
   return out
 
 
 def main(argv):
   del argv
-  print(f"| table | row | paper V | paper A | reproduced V | reproduced A |")
-  print("|---|---|---|---|---|---|")
+  print("| table | row | start | paper V | paper A | reproduced V | reproduced A |")
+  print("|---|---|---|---|---|---|---|")
   for r in rows(FLAGS.root, FLAGS.table, FLAGS.split):
-    print(f"| {r['table']} | {r['row']} | {_fmt(r['paper_valence'])} | {_fmt(r['paper_arousal'])} | "
+    print(f"| {r['table']} | {r['row']} | {r['start']} | {_fmt(r['paper_valence'])} | {_fmt(r['paper_arousal'])} | "
           f"{_fmt(r['valence'])} | {_fmt(r['arousal'])} |")
 
 

@@ -18,18 +18,18 @@ single() {  # single ROW: make sure the single network exists (pretrained and OM
   [[ -f "$CKPT_ROOT/$1/best.json" ]] || run_row "$1"
 }
 for row in "${ROWS[@]}"; do
-  case "$row" in
-    *resnet_fc_rnn*) resnet=table4/cnn_fc_rnn ;;
-    *) resnet=table4/cnn_rnn ;;
-  esac
-  single table3/cnn_rnn
+  # The branch rows come from the experiment's own config (init.after: VGG branch, ResNet branch).
+  read -r vgg resnet < <("$PYTHON" -c "from omg_cnnrnn import experiments; print(*experiments.get('$row').init.after)")
+  single "$vgg"
   single "$resnet"
   if [[ -n "${AFFWILD_DATA:-}" ]]; then
     train "$row" "$CKPT_ROOT/$row/from_affwild" "$OMG_DATA" \
-      "$CKPT_ROOT/affwild/table3/cnn_rnn" "$CKPT_ROOT/affwild/$resnet"
+      "$CKPT_ROOT/affwild/$vgg" "$CKPT_ROOT/affwild/$resnet"
     evaluate "$CKPT_ROOT/$row/from_affwild"
   fi
-  train "$row" "$CKPT_ROOT/$row/from_omg" "$OMG_DATA" "$CKPT_ROOT/table3/cnn_rnn" "$CKPT_ROOT/$resnet"
+  # Way (b) is the row's registered start: train finds the two single networks under $CKPT_ROOT
+  # (or, with AFFWILDNET_VGG and AFFWILDNET_RESNET set, starts both branches from the paper's weights).
+  train "$row" "$CKPT_ROOT/$row/from_omg" "$OMG_DATA"
   evaluate "$CKPT_ROOT/$row/from_omg"
 done
 "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=V

@@ -36,8 +36,16 @@ class DataConfig:
   frame_batch_size: int = 80
   # Sec. III-C: "each utterance was assigned the mean or median of the values of the frames".
   utterance_aggregate: str = "mean"
-  # Not in the paper: shuffle buffer (in sequences) of the training pipeline.
-  shuffle_buffer: int = 512
+  # Not in the paper: shuffle buffer (in training windows) of the training pipeline, after the
+  # utterance mixing below; no larger than `mix_utterances`, so it holds ~one window per utterance.
+  shuffle_buffer: int = 128
+  # Released code (train_script.py shuffles all training frames globally): a batch mixes many
+  # utterances, so the batch CCC sees the label variance between them. Utterances are shuffled
+  # in a buffer of this many (prepared shards are in label-file order, grouped by video) ...
+  utterance_shuffle_buffer: int = 256
+  # ... and the windows of this many utterances are read in turn, one window of each, so an
+  # 80-frame CNN-only batch holds frames of about 80 utterances (tests/test_pipeline.py).
+  mix_utterances: int = 128
   # Not in the paper: training windows start at a random offset inside an utterance
   # (the authors cut utterances into consecutive, non-overlapping 80-frame pieces).
   random_offset: bool = True
@@ -60,6 +68,9 @@ class StreamConfig:
   # Sec. III-B1: each inner tuple is one RNN subnet, fed the concatenation of these taps
   # (names from VGG_TAPS / RESNET_TAPS). Empty: a CNN-only stream (per-frame output).
   rnn_inputs: tuple[tuple[str, ...], ...] = (("fc1",),)
+  # Not in the paper: channel multiplier of the VGG-16 backbone (1 = Table I). Only the
+  # tests' tiny rows use another value, so they train in seconds.
+  backbone_width: float = 1.0
 
   @property
   def name(self) -> str:
@@ -89,6 +100,9 @@ class ModelConfig:
   # code's tf.get_variable default is Glorot-uniform; "he_normal" trains a plain VGG-16 from
   # scratch much sooner (the paper always starts from VGG-Face / Aff-Wild weights).
   kernel_initializer: str = "glorot_uniform"
+  # Released code (TF1 tf.contrib.rnn.GRUCell, as AffWildNet and the OMG models use it): the
+  # gate biases (reset, update) start at 1.0 and the candidate bias at 0; Keras starts all at 0.
+  gru_gate_bias: float = 1.0
 
   @property
   def has_rnn(self) -> bool:
@@ -103,10 +117,28 @@ class TrainConfig:
   learning_rate: float = 1e-3
   # Sec. III-D: loss 1 - CCC ("ccc"); the released code also offers MSE ("mse").
   loss: str = "ccc"
-  # Sec. III-D: f(.) computes "either the mean or the median" of a sequence's predictions.
+  # Sec. III-D: f(.) computes "either the mean or the median" of a sequence's predictions
+  # ("mean" | "median"); "frame" (not in the paper) takes the CCC over every valid frame.
   loss_aggregate: str = "mean"
+  # Not in the paper: the objective on data whose labels are per frame (Aff-Wild, Aff-Wild2;
+  # detected from the records' `dataset`). "frame": every annotated frame is a CCC sample, so
+  # the loss sees the within-video variation Aff-Wild annotates (OMG gives one label per
+  # utterance, so the paper's per-sequence mean is the right sample there). "" = loss_aggregate.
+  per_frame_label_aggregate: str = "frame"
   # Not in the paper (it gives no schedule): number of optimisation steps.
   num_steps: int = 20000
+  # Paper: none of the following (constant lr, no clipping, every layer trains from step 1);
+  # the from-scratch recipe (`ScratchRecipe`) sets them. Linear learning-rate warm-up (steps).
+  warmup_steps: int = 0
+  # Gradient clipping by global norm (0 = none).
+  clip_global_norm: float = 0.0
+  # The first steps train only the layers a warm start left fresh (0 = none): new GRUs and
+  # output learn to read the loaded features before the gradients reach those features.
+  freeze_loaded_steps: int = 0
+  # Learning-rate multipliers in a warm-started run (1 = one rate for all, the paper's): of the
+  # layers it left fresh (new GRUs, output) and of those it loaded (convolutions, FC1).
+  fresh_lr_scale: float = 1.0
+  loaded_lr_scale: float = 1.0
   # Not in the paper: how often to log, checkpoint and validate (in steps).
   log_every_steps: int = 100
   checkpoint_every_steps: int = 1000
@@ -116,6 +148,61 @@ class TrainConfig:
   # Sec. III-C: pretrain on Aff-Wild, then train on OMG from those weights. Name of the
   # registered experiment whose Aff-Wild run initialises this one ("" = none).
   pretrain_experiment: str = ""
+  # Which start this run had (written by `omg_cnnrnn.start.resolve`, recorded in config.json):
+  # "paper" (the paper's weights and values) or "scratch" (random weights, or a chain that
+  # began from them: the `ScratchRecipe` values replace the paper's).
+  start: str = "paper"
+
+
+@dataclasses.dataclass(frozen=True)
+class StartConfig:
+  """Where a row's weights come from (Sec. I, III-C; the released train_script.py).
+
+  The paper never trains from random weights: every row starts from AffWildNet (itself
+  trained from VGG-Face), whose convolutions, FC1 and GRUs load where they match; new
+  layers start fresh. Without those weights a row starts from the registered row trained
+  before it (`after`: the staged recipe, CNN-only before CNN-RNN), else from scratch.
+  """
+
+  # Released AffWildNet models (`omg_cnnrnn.tf1` names) this row loads, one per stream:
+  # "affwildnet_vggface_gru" (VGG-16 streams), "affwildnet_resnet_gru" (ResNet-50 streams).
+  paper_weights: tuple[str, ...] = ()
+  # Registered rows whose trained workdirs start this row when the paper weights are not
+  # given (fusion rows: one per stream, Sec. III-C training way (a)/(b)).
+  after: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchRecipe:
+  """Values that replace the paper's for a run whose chain began from random weights.
+
+  Not in the paper (its rows always start from VGG-Face / AffWildNet weights): a plain
+  VGG-16 without batch norm trained from random weights with the paper's lr 1e-3 and
+  Glorot initialisation diverges or dies, and fresh GRUs fed unscaled FC1 features
+  saturate. Measured in the README ("Training from scratch").
+  """
+
+  # He initialisation keeps a 13-conv ReLU stack's activations at scale (Glorot shrinks them).
+  kernel_initializer: str = "he_normal"
+  # A cold start (every layer fresh, e.g. the CNN-only row): Adam at 1e-4 (1e-3 diverges).
+  learning_rate: float = 1e-4
+  warmup_steps: int = 50
+  clip_global_norm: float = 1.0
+  # A warm start (e.g. CNN-RNN after CNN-only): the loaded layers stay frozen for the first
+  # steps while the new GRUs and output learn to read them at 10x (the paper's 1e-3), then
+  # train at 0.1x (1e-5). Measured: the loaded layers at 1e-4 next to GRUs at 1e-3 die within
+  # ~20 steps of the unfreeze (FC1 of a CNN-only run from scratch is tiny, RMS ~0.03, and one
+  # Adam step moves its pre-activations past zero); at 1e-4 for all, fresh GRUs learn slowly.
+  freeze_loaded_steps: int = 50
+  fresh_lr_scale: float = 10.0
+  loaded_lr_scale: float = 0.1
+
+  def overrides(self) -> dict[str, Any]:
+    """Dotted config keys this recipe sets."""
+    return {"model.kernel_initializer": self.kernel_initializer, "train.learning_rate": self.learning_rate,
+            "train.warmup_steps": self.warmup_steps, "train.clip_global_norm": self.clip_global_norm,
+            "train.freeze_loaded_steps": self.freeze_loaded_steps, "train.fresh_lr_scale": self.fresh_lr_scale,
+            "train.loaded_lr_scale": self.loaded_lr_scale, "train.start": "scratch"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +233,9 @@ class ExperimentConfig:
   postprocess: PostprocessConfig | None = None
   # Table VI rows are post-processing over another row: the row they start from.
   base_experiment: str = ""
+  # Where the weights come from, and the recipe used when the chain starts from scratch.
+  init: StartConfig = StartConfig()
+  scratch_recipe: ScratchRecipe = ScratchRecipe()
   description: str = ""
 
   def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,8 @@ import sys
 from typing import Callable
 
 from omg_cnnrnn import configs
-from omg_cnnrnn.configs import DataConfig, ExperimentConfig, ModelConfig, PostprocessConfig, StreamConfig
+from omg_cnnrnn.configs import (DataConfig, ExperimentConfig, ModelConfig, PostprocessConfig, StartConfig,
+                                StreamConfig)
 from omg_cnnrnn.registry import Registry
 
 EXPERIMENTS: Registry[Callable[[], ExperimentConfig]] = Registry("experiment")
@@ -35,6 +36,16 @@ RESNET_FC_RNN = StreamConfig("resnet50", fc_units=(4096,), fc_dropout=(0.5,), rn
 HIDDEN_FC = 64
 
 CNN_ONLY_DATA = DataConfig(sequence_length=1, batch_size=80)  # Sec. IV-1: single frames, batch 80.
+
+# Where rows start (Sec. I, III-C; released train_script.py restores AffWildNet): from the
+# AffWildNet model of their backbone when the user has it, else (the staged from-scratch
+# recipe) from the CNN-only row of their table, trained first.
+VGG_PAPER = ("affwildnet_vggface_gru",)
+RESNET_PAPER = ("affwildnet_resnet_gru",)
+START_VGG_CNN_ONLY = StartConfig(paper_weights=VGG_PAPER)
+START_VGG_RNN = StartConfig(paper_weights=VGG_PAPER, after=("table3/cnn_only",))
+START_RESNET_CNN_ONLY = StartConfig(paper_weights=RESNET_PAPER)
+START_RESNET_RNN = StartConfig(paper_weights=RESNET_PAPER, after=("table4/cnn_only",))
 
 
 def register(name: str):
@@ -58,7 +69,7 @@ def _vgg(name, row, ccc, rnn_inputs, hidden=0, description=""):
   stream = dataclasses.replace(VGG_FC_RNN, rnn_inputs=rnn_inputs)
   return ExperimentConfig(
       name=name, table="III", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
-      model=ModelConfig(streams=(stream,), hidden_fc_units=hidden), description=description)
+      model=ModelConfig(streams=(stream,), hidden_fc_units=hidden), init=START_VGG_RNN, description=description)
 
 
 # ----------------------------------------------------------------------------- Table III (VGG-16)
@@ -71,7 +82,7 @@ def table3_cnn_only():
   """
   return ExperimentConfig(
       name="table3/cnn_only", table="III", row="CNN only", paper_ccc_valence=38.1, paper_ccc_arousal=25.5,
-      model=ModelConfig(streams=(VGG_CNN_ONLY,)), data=CNN_ONLY_DATA)
+      model=ModelConfig(streams=(VGG_CNN_ONLY,)), data=CNN_ONLY_DATA, init=START_VGG_CNN_ONLY)
 
 
 @register("table3/cnn_rnn")
@@ -155,9 +166,10 @@ def table3_cnn_3rnn_fc():
 
 # ----------------------------------------------------------------------------- Table IV (ResNet-50)
 def _resnet(name, row, ccc, stream, data=DataConfig()):
+  init = START_RESNET_RNN if stream.rnn_inputs else START_RESNET_CNN_ONLY
   return ExperimentConfig(
       name=name, table="IV", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
-      model=ModelConfig(streams=(stream,)), data=data)
+      model=ModelConfig(streams=(stream,)), data=data, init=init)
 
 
 @register("table4/cnn_only")
@@ -189,9 +201,13 @@ def table4_cnn_fc_rnn():
 
 # ----------------------------------------------------------------------------- Table V (fusion)
 def _fusion(name, row, ccc, resnet_stream, hidden):
+  # Sec. III-C, training way (b): the branches start from the best single networks trained on
+  # OMG (way (a), the Aff-Wild-pretrained ones, is given as two --init_from by table5.sh).
+  resnet_row = "table4/cnn_fc_rnn" if resnet_stream.fc_units else "table4/cnn_rnn"
   return ExperimentConfig(
       name=name, table="V", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
       model=ModelConfig(streams=(VGG_FC_RNN, resnet_stream), hidden_fc_units=hidden),
+      init=StartConfig(paper_weights=VGG_PAPER + RESNET_PAPER, after=("table3/cnn_rnn", resnet_row)),
       description="Fused streams; train from Aff-Wild-pretrained branches or from the best single OMG networks.")
 
 

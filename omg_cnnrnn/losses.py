@@ -5,7 +5,8 @@ per-frame predictions and of its valid per-frame labels; across the B such
 values (4 in the paper) the CCC is computed with population moments, per
 output; the loss is the average over valence and arousal of (1 - CCC) (the
 released code adds (1 - CCC) / 2 per dimension). MSE over the same aggregates
-is the released code's alternative.
+is the released code's alternative. With `aggregate="frame"` (not in the paper;
+for per-frame labels such as Aff-Wild's) every valid frame of the batch is a sample.
 
 Exactness and robustness:
 - masked frames never count: a sequence's aggregate uses its valid frames only,
@@ -25,7 +26,7 @@ import tf_keras
 
 from omg_cnnrnn import distribute
 
-AGGREGATES = ("mean", "median")
+AGGREGATES = ("mean", "median", "frame")
 LOSS_TYPES = ("ccc", "mse")
 
 
@@ -35,7 +36,8 @@ def sequence_aggregate(values: tf.Tensor, mask: tf.Tensor, aggregate: str = "mea
   Args:
     values: (B, T, D) per-frame values.
     mask: (B, T) 1 for valid frames, 0 for masked ones.
-    aggregate: "mean" or "median" (the median of an even count is the mean of the two middle values).
+    aggregate: "mean" or "median" (the median of an even count is the mean of the two middle values);
+      "frame" is not an aggregate over time: use `ccc_loss` with it.
 
   Returns:
     (B, D) aggregates (0 for a sequence without valid frames) and a (B,) float
@@ -100,7 +102,8 @@ def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type:
     labels: (B, T, D) per-frame labels (OMG: the utterance label on every frame).
     predictions: (B, T, D) per-frame predictions.
     mask: (B, T) frame mask (None: all frames valid).
-    aggregate: f(.) of Sec. III-D, "mean" or "median".
+    aggregate: f(.) of Sec. III-D, "mean" or "median" per sequence; or "frame": the CCC
+      over every valid frame of the batch (per-frame labels).
     loss_type: "ccc" (1 - CCC) or "mse" (released-code option).
     epsilon: added to the CCC denominator.
 
@@ -114,8 +117,14 @@ def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type:
   if mask is None:
     mask = tf.ones(tf.shape(predictions)[:2], predictions.dtype)
   mask = tf.cast(mask, predictions.dtype)
-  pred_agg, valid = sequence_aggregate(predictions, mask, aggregate)
-  label_agg, _ = sequence_aggregate(labels, mask, aggregate)
+  if aggregate == "frame":
+    # Every valid frame is a sample (per-frame labels, Aff-Wild): (B * T, D) rows.
+    depth = tf.shape(predictions)[-1]
+    pred_agg, label_agg = tf.reshape(predictions, [-1, depth]), tf.reshape(labels, [-1, depth])
+    valid = tf.reshape(mask, [-1])
+  else:
+    pred_agg, valid = sequence_aggregate(predictions, mask, aggregate)
+    label_agg, _ = sequence_aggregate(labels, mask, aggregate)
   # Under a tf.distribute strategy the sums cover the GLOBAL batch (all replicas), so the
   # loss and its gradients are those of one device on the whole batch (distribute.py).
   if loss_type == "ccc":

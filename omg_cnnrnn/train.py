@@ -38,6 +38,7 @@ import tensorflow as tf
 import tf_keras
 
 from omg_cnnrnn import configs, distribute, losses, models
+from omg_cnnrnn import start as start_lib
 from omg_cnnrnn.models.cnn_rnn import copy_matching_weights, named_layers
 from omg_cnnrnn.data import pipeline
 
@@ -84,24 +85,34 @@ def _resolve_source(init_from: str) -> tuple[str, str]:
 
 def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_from: Sequence[str],
                image_size: int) -> dict:
-  """Initialises `model` from other runs (or TF1 checkpoints); returns the report.
+  """Initialises `model` from other runs, TF1 checkpoints or VGG-Face weights; returns the report.
 
-  Each source fills the layers that earlier sources left unloaded. `tf1:<prefix>`
-  sources go through `omg_cnnrnn.tf1.load_tf1_checkpoint` (partial loads allowed); such a
-  source loads every layer it matches, so give it first when combining sources.
+  Each source fills the layers that earlier sources left unloaded. `tf1:[<released>@]<prefix>`
+  sources go through `omg_cnnrnn.tf1.load_tf1_checkpoint` (partial loads allowed) and
+  `vggface:<h5>` through `tf1.load_vggface_h5` (the 13 VGG convolutions); such a source
+  loads every layer it matches, so give it first when combining sources. The report's
+  `layers` maps every layer path to the source it came from ("fresh" if none).
   """
   pending = {path for path, _ in named_layers(model)}
-  report = {"sources": [], "loaded": [], "fresh": []}
+  report = {"sources": [], "loaded": [], "fresh": [], "layers": {}}
   for source in init_from:
-    if source.startswith("tf1:"):
+    if source.startswith(("tf1:", "vggface:")):
       from omg_cnnrnn import tf1  # Lazy: only TF1 conversions need it.
 
-      released, _, prefix = source[4:].rpartition("@") if "@" in source else ("", "", source[4:])
-      sub = tf1.load_tf1_checkpoint(model, model_config, prefix, released or None, allow_partial=True)
+      if source.startswith("vggface:"):
+        sub = tf1.load_vggface_h5(model, source[len("vggface:"):])
+        backbone = [p for p, _ in named_layers(model) if p.startswith("vgg16/")]
+        loaded = [p for p in backbone if p.split("/", 1)[1] in set(sub["loaded"])]
+      else:
+        released, _, prefix = source[4:].rpartition("@") if "@" in source else ("", "", source[4:])
+        sub = tf1.load_tf1_checkpoint(model, model_config, prefix, released or None, allow_partial=True)
+        loaded = sub["keras_loaded"]
       report["sources"].append({"source": source, "report": sub})
-      # The TF1 loader fills whatever it matches; later sources only fill what is still pending.
-      report["loaded"] += [p for p in sub["keras_loaded"] if p in pending]
-      pending -= set(sub["keras_loaded"])
+      # These loaders fill whatever they match; later sources only fill what is still pending.
+      loaded = [p for p in loaded if p in pending]
+      report["loaded"] += loaded
+      report["layers"].update({p: source for p in loaded})
+      pending -= set(loaded)
       continue
     config_path, prefix = _resolve_source(source)
     with open(config_path) as f:
@@ -112,8 +123,33 @@ def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_fr
     sub.update(source=source, checkpoint=prefix, experiment=source_config.name)
     report["sources"].append(sub)
     report["loaded"] += sub["loaded"]
+    report["layers"].update({p: f"{source} ({prefix})" for p in sub["loaded"]})
   report["fresh"] = sorted(pending - set(report["loaded"]))
+  report["layers"].update({p: "fresh" for p in report["fresh"]})
   return report
+
+
+class WarmupSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up from 0 to `learning_rate` over `warmup_steps`, then constant (the paper's rate)."""
+
+  def __init__(self, learning_rate: float, warmup_steps: int):
+    self.learning_rate = float(learning_rate)
+    self.warmup_steps = int(warmup_steps)
+
+  def __call__(self, step):
+    fraction = tf.minimum(tf.cast(step + 1, tf.float32) / float(max(self.warmup_steps, 1)), 1.0)
+    return self.learning_rate * fraction
+
+  def get_config(self):
+    return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(train_config: configs.TrainConfig) -> tf_keras.optimizers.Optimizer:
+  """Adam (Sec. IV-1) with the config's warm-up and global-norm clipping (none in the paper)."""
+  lr = train_config.learning_rate
+  if train_config.warmup_steps > 0:
+    lr = WarmupSchedule(lr, train_config.warmup_steps)
+  return tf_keras.optimizers.Adam(lr, global_clipnorm=train_config.clip_global_norm or None)
 
 
 class Trainer:
@@ -159,14 +195,18 @@ class Trainer:
     size = config.data.image_size
     with self.strategy.scope():
       self.model = models.build_model(config.model, image_size=size)
-      self.optimizer = tf_keras.optimizers.Adam(config.train.learning_rate)
+      self.optimizer = make_optimizer(config.train)
       if precision == "mixed_float16":  # float16 gradients underflow without loss scaling.
         self.optimizer = tf_keras.mixed_precision.LossScaleOptimizer(self.optimizer)
       self.optimizer.build(self.model.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
       # One call creates the dropout generators, so they exist before a restore reads them.
       self.model({"frames": tf.zeros((1, 1, size, size, 3)), "mask": tf.ones((1, 1))}, training=True)
-    self.loss_fn = losses.CCCLoss(aggregate=config.train.loss_aggregate, loss_type=config.train.loss)
+    self.dataset_kind = pipeline.dataset_kind(data_dir, train_split)
+    aggregate = config.train.loss_aggregate
+    if self.dataset_kind in pipeline.PER_FRAME_LABEL_DATASETS and config.train.per_frame_label_aggregate:
+      aggregate = config.train.per_frame_label_aggregate
+    self.loss_fn = losses.CCCLoss(aggregate=aggregate, loss_type=config.train.loss)
     if not self.distributed:
       self.iterator = iter(pipeline.train_dataset(data_dir, config.data, split=train_split, seed=seed))
       self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
@@ -193,12 +233,34 @@ class Trainer:
               data_dir, config.data, split=train_split, seed=seed + int(self.step.numpy()),
               batch_size=ctx.get_per_replica_batch_size(config.data.batch_size),
               shard=(ctx.num_input_pipelines, ctx.input_pipeline_id))))
+    report_path = os.path.join(workdir, "init_report.json")
     if not latest and init_from:
       report = warm_start(self.model, config.model, init_from, config.data.image_size)
-      with open(os.path.join(workdir, "init_report.json"), "w") as f:
+      with open(report_path + ".tmp", "w") as f:
         json.dump(report, f, indent=2)
+      os.replace(report_path + ".tmp", report_path)
       self.log(f"warm start from {list(init_from)}: {len(report['loaded'])} layers loaded, "
                f"{len(report['fresh'])} fresh: {report['fresh']}")
+    # The layers a warm start loaded stay frozen for the first `freeze_loaded_steps` steps
+    # (a resumed run reads which they were from its init_report.json).
+    loaded = set()
+    if config.train.freeze_loaded_steps > 0 and os.path.exists(report_path):
+      with open(report_path) as f:
+        loaded = set(json.load(f)["loaded"])
+    frozen_ids = {id(v) for path, layer in named_layers(self.model) if path in loaded
+                  for v in layer.trainable_weights}
+    self._frozen = [id(v) in frozen_ids for v in self.model.trainable_variables]
+    # Per-layer learning rates in a warm-started run: the layers it left fresh move
+    # `fresh_lr_scale` times, the loaded ones `loaded_lr_scale` times the configured rate.
+    self._update_scales = []
+    tc = config.train
+    if (tc.fresh_lr_scale != 1.0 or tc.loaded_lr_scale != 1.0) and os.path.exists(report_path):
+      with open(report_path) as f:
+        report = json.load(f)
+      if report["loaded"]:
+        scale = {**{p: tc.fresh_lr_scale for p in report["fresh"]}, **{p: tc.loaded_lr_scale for p in report["loaded"]}}
+        self._update_scales = [(v, scale[path]) for path, layer in named_layers(self.model)
+                               for v in layer.trainable_weights if scale.get(path, 1.0) != 1.0]
     self.best_path = os.path.join(workdir, "best.json")
     self.writers = {k: (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
                         if self.is_chief else tf.summary.create_noop_writer())
@@ -242,11 +304,21 @@ class Trainer:
 
   def _replica_step(self, inputs, labels):
     loss, grads = self.loss_and_gradients(inputs, labels)
+    if any(self._frozen):
+      # Zero gradients leave Adam's moments and the weights unchanged while frozen.
+      thawed = tf.cast(self.step >= self.config.train.freeze_loaded_steps, tf.float32)
+      grads = [g * tf.cast(thawed, g.dtype) if frozen and g is not None else g
+               for g, frozen in zip(grads, self._frozen)]
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
     return loss
 
   def _step_fn(self, inputs, labels):
+    before = [tf.identity(v) for v, _ in self._update_scales]
     loss = self.strategy.run(self._replica_fn, args=(inputs, labels))
+    # Per-layer learning rates on one Adam: a layer's update is scaled after it is applied
+    # (Adam's update does not scale with the gradient, so scaling gradients would not).
+    for (v, scale), b in zip(self._update_scales, before):
+      v.assign_add((scale - 1.0) * (v - b))
     self.step.assign_add(1)
     return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
 
@@ -258,9 +330,13 @@ class Trainer:
     return max(1, windows // self.config.data.batch_size)
 
   def evaluate(self) -> dict:
+    return self.evaluate_split(self.eval_split)
+
+  def evaluate_split(self, split: str) -> dict:
+    """The official-protocol metrics of the current weights on `split` of the data dir."""
     from omg_cnnrnn import evaluate  # Lazy: evaluate imports train's neighbours, not the reverse.
 
-    records = evaluate.predict_split(self.model, self.config, self.data_dir, self.eval_split)
+    records = evaluate.predict_split(self.model, self.config, self.data_dir, split)
     return evaluate.score_records(records, self.config.data.utterance_aggregate)
 
   def train(self, num_steps: int | None = None, stop_after: int | None = None) -> dict:
@@ -360,23 +436,42 @@ def load_workdir_model(workdir: str, which: str = "best") -> tuple[tf_keras.Mode
   return model, config
 
 
+def resolve_run(experiment: str, workdir: str, overrides: Sequence[str] = (), init_from: Sequence[str] = (),
+                paper: start_lib.PaperWeights = start_lib.PaperWeights(),
+                root: str | None = None) -> tuple[configs.ExperimentConfig, start_lib.Start]:
+  """The config and start of a run: the row, its start's recipe, then the user's overrides.
+
+  A workdir that already has checkpoints resumes with the start its config.json recorded.
+  """
+  from omg_cnnrnn import experiments  # Lazy: the registry is only needed to resolve names.
+
+  base = experiments.get(experiment)
+  saved = os.path.join(workdir, "config.json")
+  if tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) and os.path.exists(saved):
+    with open(saved) as f:
+      kind = configs.experiment_from_dict(json.load(f)).train.start
+    resolved = start_lib.Start(kind, (), (f"resuming {workdir}: {kind} start recorded in its config.json",))
+  else:
+    resolved = start_lib.resolve(base, workdir, init_from, paper, root)
+  return configs.override(start_lib.apply(base, resolved), list(overrides)), resolved
+
+
 def main(argv):
   from absl import flags
 
   del argv
   f = flags.FLAGS
-  config = experiments_from_flags(f)
+  paper = start_lib.PaperWeights(f.affwildnet_vgg, f.affwildnet_resnet, f.vggface_h5)
+  config, resolved = resolve_run(f.experiment, f.workdir, f.override, f.init_from, paper, f.runs_root or None)
+  print(f"{config.name}: {resolved.describe()}", flush=True)
+  if resolved.kind == "scratch":
+    print("from-scratch recipe: " + ", ".join(f"{k}={v}" for k, v in config.scratch_recipe.overrides().items())
+          + " (overrides on top)", flush=True)
   trainer = Trainer(config, f.workdir, f.data_dir, seed=f.seed, train_split=f.train_split,
-                    eval_split=f.eval_split or None, init_from=f.init_from, deterministic=f.deterministic,
+                    eval_split=f.eval_split or None, init_from=resolved.sources, deterministic=f.deterministic,
                     strategy=f.strategy, precision=f.precision, jit_compile=f.jit_compile)
   result = trainer.train()
   print(json.dumps(result, indent=2, default=str))
-
-
-def experiments_from_flags(f) -> configs.ExperimentConfig:
-  from omg_cnnrnn import experiments
-
-  return experiments.from_flags(f)
 
 
 def define_flags():
@@ -387,7 +482,18 @@ def define_flags():
   experiments.define_flags()
   flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, config); resumes automatically.")
   flags.DEFINE_string("data_dir", None, "Directory of prepared TFRecord shards (<split>-*.tfrecord).")
-  flags.DEFINE_multi_string("init_from", [], "Warm start: workdir, checkpoint prefix, or tf1:[<released>@]<prefix>.")
+  flags.DEFINE_multi_string("init_from", [], "Warm start: workdir, checkpoint prefix, tf1:[<released>@]<prefix> or "
+                            "vggface:<h5>. Overrides the row's own start (its paper weights or the row before it).")
+  flags.DEFINE_string("affwildnet_vgg", os.environ.get("AFFWILDNET_VGG", ""),
+                      "TF1 prefix of the released affwildnet-vggface-gru checkpoint (the paper's start of VGG rows; "
+                      "default $AFFWILDNET_VGG).")
+  flags.DEFINE_string("affwildnet_resnet", os.environ.get("AFFWILDNET_RESNET", ""),
+                      "TF1 prefix of the released affwildnet-resnet-gru checkpoint (default $AFFWILDNET_RESNET).")
+  flags.DEFINE_string("vggface_h5", os.environ.get("VGGFACE_H5", ""),
+                      "Keras VGG-Face weights, used for VGG streams when no AffWildNet checkpoint is given "
+                      "(default $VGGFACE_H5).")
+  flags.DEFINE_string("runs_root", "", "Where the rows' workdirs live (<root>/<row>), to find the row a run starts "
+                      "after; default: the workdir with the row name stripped, else its parent.")
   flags.DEFINE_integer("seed", 0, "Random seed.")
   flags.DEFINE_string("train_split", "train", "Split to train on.")
   flags.DEFINE_string("eval_split", "validation", "Split to validate on ('' for none).")

@@ -54,3 +54,49 @@ def write_split(data_dir: str, split: str, num_videos: int = 3, utterances: int 
       for ex in examples[s::num_shards]:
         w.write(ex.SerializeToString())
   return pd.DataFrame(rows)
+
+
+def trend_crops(start: float, step: float, n: int, size: int, texture: np.ndarray, rng) -> list[np.ndarray]:
+  """n crops of one fixed texture whose brightness goes `start`, `start + step`, ... (plus noise)."""
+  crops = []
+  for t in range(n):
+    img = texture * (start + step * t) / 128.0 + rng.normal(0, 3, texture.shape)
+    crops.append(np.clip(img, 0, 255).astype(np.uint8))
+  return crops
+
+
+def write_trend_split(data_dir: str, split: str, num_utterances: int, frames: int = 8, size: int = 32,
+                      seed: int = 0) -> pd.DataFrame:
+  """A task only a recurrent row can solve: the labels live in how the frames change over time.
+
+  Each utterance shows one texture whose brightness rises or falls, slowly or fast, from a
+  random level. Valence is the direction (+0.6 rising, -0.6 falling); OMG arousal the speed
+  (0.8 fast, 0.2 slow). Any single frame is as likely under either direction, so a network
+  that sees one frame at a time (a CNN-only row) is at chance on valence.
+  """
+  rng = np.random.default_rng(seed)
+  os.makedirs(data_dir, exist_ok=True)
+  rows, examples = [], []
+  for u in range(num_utterances):
+    direction = 1 if u % 2 == 0 else -1
+    fast = (u // 2) % 2 == 0
+    step = direction * (10.0 if fast else 3.0)
+    span = abs(step) * (frames - 1)
+    low = float(rng.uniform(50, 205 - span))
+    start = low if direction > 0 else low + span
+    texture = np.clip(128 + rng.normal(0, 25, (size, size, 3)), 0, 255)
+    crops = trend_crops(start, step, frames, size, texture, rng)
+    valence, arousal = 0.6 * direction, 0.8 if fast else 0.2
+    video, utt = f"{seed:03x}{u:06x}", "utterance_1.mp4"
+    found = np.ones(frames, bool)
+    examples.append(features.encode_example(
+        video=video, utterance=utt, valence=valence, arousal=arousal, crops=crops, face_found=found,
+        boxes=np.tile(np.array([0, 0, size, size], np.float32), (frames, 1)), timestamps=np.arange(frames) / 10.0,
+        fps=10.0, split=split, source=f"{video}/{utt}"))
+    rows.append({"link": f"https://youtu.be/{video}", "start": 0.0, "end": frames / 10.0, "video": video,
+                 "utterance": utt, "arousal": arousal, "valence": valence, "EmotionMaxVote": 4})
+  path = os.path.join(data_dir, f"{split}-00000-of-00001.tfrecord")
+  with tf.io.TFRecordWriter(path) as w:
+    for ex in examples:
+      w.write(ex.SerializeToString())
+  return pd.DataFrame(rows)

@@ -36,7 +36,8 @@ def test_two_replicas_give_the_single_device_loss_and_gradients(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(out.read_text())
   assert result["replicas"] == 2
-  assert len(result["loss_cases"]) == 8  # {B=2 (one sequence per replica), 4} x {mean, median} x {ccc, mse}
+  # {B=2 (one sequence per replica), 4} x {mean, median, frame} x {ccc, mse}
+  assert len(result["loss_cases"]) == 12
   for name, case in {**result["loss_cases"], **result["trainer_cases"]}.items():
     assert case["loss_diff"] < 1e-5, (name, case)
     assert case["grad_diff"] < 1e-5 * max(1.0, case["grad_scale"]), (name, case)

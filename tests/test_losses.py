@@ -147,3 +147,15 @@ def test_loss_inside_tf_function_matches_eager():
   labels, preds, mask = _batch(9)
   fn = tf.function(lambda a, b, c: losses.ccc_loss(a, b, c, aggregate="median"))
   assert fn(labels, preds, mask).numpy() == pytest.approx(losses.ccc_loss(labels, preds, mask, "median").numpy())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_frame_objective_is_the_ccc_over_every_valid_frame(seed):
+  labels, preds, mask = _batch(seed)
+  got = losses.ccc_loss(labels, preds, mask, aggregate="frame").numpy()
+  valid = mask.reshape(-1) > 0
+  want = np.mean([1.0 - metrics.ccc(preds.reshape(-1, 2)[valid, d], labels.reshape(-1, 2)[valid, d])
+                  for d in range(2)])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Not the per-sequence objective: the frames' spread around their sequence's mean counts.
+  assert abs(got - losses.ccc_loss(labels, preds, mask, aggregate="mean").numpy()) > 1e-3

@@ -95,3 +95,23 @@ def test_missing_split_names_what_is_there(tmp_path):
   fake_data.write_split(str(tmp_path), "train", num_videos=1, utterances=1)
   with pytest.raises(FileNotFoundError, match=r"splits present .*\['train'\]"):
     pipeline.shard_files(str(tmp_path), "validation")
+
+
+def test_a_frame_batch_mixes_about_as_many_utterances_as_frames(tmp_path):
+  # Shards in label-file order (utterances of a video together, each 8-16 frames), as
+  # data prep writes them: an 80-frame CNN-only batch must still hold ~80 utterances.
+  labels = fake_data.write_split(str(tmp_path), "train", num_videos=80, utterances=5, frames=(8, 16), size=8,
+                                 num_shards=2)
+  config = configs.DataConfig(image_size=8, sequence_length=1, batch_size=80)
+  ds = pipeline.train_dataset(str(tmp_path), config, seed=0)
+  counts = []
+  for inputs, y in ds.take(5):
+    # Every utterance has its own (valence, arousal): distinct label pairs = distinct utterances.
+    counts.append(len({tuple(np.round(v, 5)) for v in y.numpy()[:, 0]}))
+  assert len(labels) == 400
+  assert min(counts) >= 60, counts
+  # The old pipeline (a window buffer over shards in file order) gave about 11.
+  old = configs.DataConfig(image_size=8, sequence_length=1, batch_size=80, mix_utterances=1,
+                           utterance_shuffle_buffer=1)
+  inputs, y = next(iter(pipeline.train_dataset(str(tmp_path), old, seed=0)))
+  assert len({tuple(np.round(v, 5)) for v in y.numpy()[:, 0]}) < 30

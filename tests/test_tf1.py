@@ -297,3 +297,24 @@ def test_vggface_h5_in_the_keras_layout_loads_into_the_backbone(tmp_path):
     tf1.load_vggface_h5(model, wrong)
   with pytest.raises(FileNotFoundError, match="nope.h5"):
     tf1.load_vggface_h5(model, str(tmp_path / "nope.h5"))
+
+
+def test_fresh_gru_biases_start_as_tf1_grucell_initialises_them():
+  units, inputs = 5, 3
+  with tf.Graph().as_default():
+    gru_cell = ref._rnn_cells()[0](units)
+    x = tf.compat.v1.placeholder(tf.float32, (1, 2, inputs))
+    tf.compat.v1.nn.dynamic_rnn(gru_cell, x, dtype=tf.float32)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      values = {v.name: sess.run(v) for v in tf.compat.v1.global_variables()}
+  gates = next(v for k, v in values.items() if "gates" in k and ("bias" in k))
+  candidate = next(v for k, v in values.items() if "candidate" in k and ("bias" in k))
+  r, u = gates[:units], gates[units:]
+  want = np.concatenate([u, r, candidate])  # Keras order [z (= u), r, h], as the converter maps it.
+  config = experiments.get("testing").model
+  model = models.build_model(config, image_size=32)
+  bias = model.get_layer("vgg16_rnn_conv5_3_pool5_fc1_gru1").cell.bias.numpy()
+  np.testing.assert_array_equal(np.concatenate([bias[:units], bias[config.rnn_units:config.rnn_units + units],
+                                                bias[2 * config.rnn_units:2 * config.rnn_units + units]]), want)
+  assert want.tolist() == [1.0] * (2 * units) + [0.0] * units

@@ -1,7 +1,9 @@
 """tf.data input pipelines: training windows, evaluation chunks.
 
 Training (Sec. III-C): sequences of T consecutive frames of ONE utterance, in
-batches of B (80 and 4 in the paper; CNN-only rows use T = 1 and B = 80). Each
+batches of B (80 and 4 in the paper; CNN-only rows use T = 1 and B = 80). A batch
+mixes many utterances (utterance shuffle, then one window of each of
+`mix_utterances` utterances in turn), as the released code's global frame shuffle does. Each
 utterance of n frames gives ceil(n / T) windows per epoch at random offsets
 (the authors cut utterances into consecutive T-frame pieces; random offsets
 see every alignment over the epochs). Utterances shorter than T are padded and
@@ -38,6 +40,18 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     present = sorted({os.path.basename(f).split("-")[0] for f in glob.glob(os.path.join(data_dir, "*.tfrecord"))})
     raise FileNotFoundError(f"no shards match {pattern}; splits present in {data_dir}: {present or 'none'}")
   return files
+
+
+# Datasets whose labels are per frame (the `dataset` context key written by data prep).
+PER_FRAME_LABEL_DATASETS = ("affwild", "affwild2")
+
+
+def dataset_kind(data_dir: str, split: str) -> str:
+  """The `dataset` of the first utterance of a split ("omg", "affwild", "affwild2")."""
+  first = tf.data.TFRecordDataset(shard_files(data_dir, split)[:1]).take(1).map(features.decode_context)
+  for context in first:
+    return context[features.DATASET].numpy().decode()
+  raise ValueError(f"split {split!r} of {data_dir} holds no utterance")
 
 
 def scale_frames(jpegs: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -124,14 +138,21 @@ def train_dataset(data_dir: str, data_config: configs.DataConfig, split: str = "
   batch = batch_size or data_config.batch_size
   size = data_config.image_size
   ds = tf.data.Dataset.from_tensor_slices(files)
-  # Repeat before shuffling windows: the buffer then mixes across epoch boundaries
-  # instead of draining at each one; the file order is reshuffled every epoch.
+  # Repeat before shuffling: the buffers then mix across epoch boundaries instead of
+  # draining at each one; the file order is reshuffled every epoch.
   ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(16, len(files)),
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.map(features.decode_example, num_parallel_calls=tf.data.AUTOTUNE)
+  # Shards are written in label-file order (utterances of a video together): shuffle whole
+  # (compressed) utterances first, then read the windows of `mix_utterances` of them in turn,
+  # one window of each. Consecutive windows then come from different utterances, as the
+  # released code's global shuffle gives, and the batch CCC sees the label variance between
+  # utterances; a 512-window buffer alone held ~11 utterances per 80-frame batch.
+  ds = ds.shuffle(data_config.utterance_shuffle_buffer, seed=seed + 2, reshuffle_each_iteration=True)
   ds = ds.enumerate()
-  ds = ds.flat_map(lambda i, ex: train_windows(ex, i, length, seed, data_config.random_offset))
+  ds = ds.interleave(lambda i, ex: train_windows(ex, i, length, seed, data_config.random_offset),
+                     cycle_length=data_config.mix_utterances, block_length=1, deterministic=True)
   if shard is not None and shard[0] > 1:
     ds = ds.shard(*shard)
   # Shuffle compressed windows (small), decode after: the buffer costs JPEG bytes, not floats.

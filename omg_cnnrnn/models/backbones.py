@@ -40,7 +40,7 @@ def _maybe_load(model: tf_keras.Model, weights: str | None) -> tf_keras.Model:
 
 @BACKBONES.decorator("vgg16")
 def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16",
-          kernel_initializer: str = "glorot_uniform") -> tf_keras.Model:
+          kernel_initializer: str = "glorot_uniform", width: float = 1.0) -> tf_keras.Model:
   """VGG-16 / VGG-Face convolution and pooling layers (Table I blocks 1-5).
 
   Args:
@@ -48,6 +48,7 @@ def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16",
     weights: optional path of a Keras weights file for this model.
     name: model name (the prefix of its variables).
     kernel_initializer: initialiser of the conv kernels.
+    width: channel multiplier (1 = Table I; smaller only for fast tests).
 
   Returns:
     A model `(N, S, S, 3) -> {"conv5_2", "conv5_3", "pool5"}`.
@@ -58,7 +59,8 @@ def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16",
   for block, num_convs, channels in VGG16_BLOCKS:
     for i in range(1, num_convs + 1):
       layer_name = f"conv{block}_{i}"
-      x = tf_keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name=layer_name,
+      x = tf_keras.layers.Conv2D(max(1, int(round(channels * width))), 3, padding="same", activation="relu",
+                                 name=layer_name,
                                  kernel_initializer=kernel_initializer)(x)
       taps[layer_name] = x
     x = tf_keras.layers.MaxPool2D(2, 2, padding="same", name=f"pool{block}")(x)
@@ -134,6 +136,11 @@ def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resn
 
 
 def build_backbone(name: str, image_size: int = 96, weights: str | None = None,
-                   kernel_initializer: str = "glorot_uniform") -> tf_keras.Model:
-  """Builds the registered backbone `name` ('vgg16' or 'resnet50')."""
-  return BACKBONES.lookup(name)(image_size=image_size, weights=weights, kernel_initializer=kernel_initializer)
+                   kernel_initializer: str = "glorot_uniform", width: float = 1.0) -> tf_keras.Model:
+  """Builds the registered backbone `name` ('vgg16' or 'resnet50'); `width` != 1 only for VGG-16."""
+  builder = BACKBONES.lookup(name)
+  if width != 1.0:
+    if name != "vgg16":
+      raise ValueError(f"backbone {name!r} has no width multiplier (only vgg16 does); got {width}")
+    return builder(image_size=image_size, weights=weights, kernel_initializer=kernel_initializer, width=width)
+  return builder(image_size=image_size, weights=weights, kernel_initializer=kernel_initializer)

@@ -91,7 +91,7 @@ class _Stream:
     self.config = stream
     self.prefix = stream.name
     self.backbone = backbones.build_backbone(stream.backbone, image_size=image_size,
-                                             kernel_initializer=kernel_initializer)
+                                             kernel_initializer=kernel_initializer, width=stream.backbone_width)
     if len(stream.fc_dropout) > len(stream.fc_units):
       raise ValueError(f"stream {self.prefix}: more fc_dropout values than fc_units")
     self.fcs = []
@@ -145,6 +145,7 @@ def _gru_stack(x, mask, model_config: configs.ModelConfig, name: str, states=Non
         return_sequences=True,
         return_state=states is not None,
         reset_after=model_config.gru_reset_after,
+        bias_initializer=GRUGateBias(model_config.gru_gate_bias),
         name=f"{name}_gru{layer}",
     )
     if states is None:
@@ -153,6 +154,32 @@ def _gru_stack(x, mask, model_config: configs.ModelConfig, name: str, states=Non
       x, final = gru(x, mask=mask, initial_state=[states[layer - 1]])
       finals.append(final)
   return x if states is None else (x, finals)
+
+
+@tf_keras.saving.register_keras_serializable(package="omg_cnnrnn")
+class GRUGateBias(tf_keras.initializers.Initializer):
+  """Keras GRU bias as TF1 `GRUCell` starts it: reset and update gates at `gate_bias`, candidate at 0.
+
+  TF1's `GRUCell` (released code) initialises `gates/bias` to 1.0 and `candidate/bias` to 0,
+  so a fresh GRU starts by keeping most of its state; Keras starts every bias at 0. Keras
+  lays the bias out as [z, r, h] (`reset_after=False`: shape (3U,)); with `reset_after=True`
+  it is (2, 3U), input and recurrent biases, and only the input bias carries the gate value
+  (their sum is what TF1's single bias is).
+  """
+
+  def __init__(self, gate_bias: float = 1.0):
+    self.gate_bias = float(gate_bias)
+
+  def __call__(self, shape, dtype=None, **kwargs):
+    shape = tuple(shape)
+    units = shape[-1] // 3
+    row = tf.concat([tf.fill([2 * units], self.gate_bias), tf.zeros([units])], axis=0)
+    if len(shape) == 2:  # reset_after=True: [input bias, recurrent bias].
+      row = tf.stack([row, tf.zeros([3 * units])])
+    return tf.cast(row, dtype or tf.float32)
+
+  def get_config(self):
+    return {"gate_bias": self.gate_bias}
 
 
 class SliceState(tf_keras.layers.Layer):

@@ -1,0 +1,53 @@
+"""Learning tests: a recurrent row learns what only time shows; a CNN-only row cannot.
+
+These fail when learning breaks (a dead recipe, a GRU that ignores its input, masks or
+labels scrambled by the pipeline), which no shape or parity test would notice.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fake_data  # noqa: E402
+
+from omg_cnnrnn import configs, experiments, start, train  # noqa: E402
+
+TINY = {"model.streams": [{"backbone": "vgg16", "fc_units": [16], "fc_dropout": [0.5],
+                           "rnn_inputs": [["conv5_3", "pool5", "fc1"]], "backbone_width": 0.0625}],
+        "model.rnn_units": 16, "data.image_size": 32, "data.shuffle_buffer": 64,
+        "train.log_every_steps": 1000, "train.checkpoint_every_steps": 1000, "train.eval_every_steps": 0}
+
+
+@pytest.fixture(scope="module")
+def trend(tmp_path_factory):
+  root = tmp_path_factory.mktemp("trend")
+  fake_data.write_trend_split(str(root / "records"), "train", num_utterances=64, seed=0)
+  fake_data.write_trend_split(str(root / "records"), "validation", num_utterances=32, seed=1)
+  return str(root / "records")
+
+
+def _run(config, workdir, data, init_from=()):
+  trainer = train.Trainer(config, workdir, data, eval_split=None, init_from=init_from, log=lambda s: None)
+  trainer.train()
+  return trainer.evaluate_split("validation")
+
+
+def test_recurrent_row_learns_what_only_time_shows_and_cnn_only_cannot(trend, tmp_path):
+  base = experiments.get("testing")
+  scratch = start.Start("scratch", (), ())
+  rnn = configs.override(start.apply(base, scratch), {
+      **TINY, "data.sequence_length": 8, "data.batch_size": 16, "train.num_steps": 400,
+      "train.learning_rate": 3e-3})
+  cnn = configs.override(start.apply(base, scratch), {
+      **TINY, "model.streams": [{**TINY["model.streams"][0], "rnn_inputs": [], "fc_units": [16, 16],
+                                 "fc_dropout": [0.5]}],
+      "data.sequence_length": 1, "data.batch_size": 128, "train.num_steps": 400, "train.learning_rate": 3e-3})
+  got_rnn = _run(rnn, str(tmp_path / "rnn"), trend)
+  got_cnn = _run(cnn, str(tmp_path / "cnn"), trend)
+  # Measured (tiny VGG-16 at 1/16 width, GRU 16, 400 steps): recurrent 0.59 / 0.85, CNN-only -0.07 on valence.
+  assert got_rnn["valence_ccc"] > 0.35 and got_rnn["arousal_ccc"] > 0.5, got_rnn
+  assert abs(got_cnn["valence_ccc"]) < 0.25, got_cnn
+  assert got_rnn["valence_ccc"] > abs(got_cnn["valence_ccc"]) + 0.2

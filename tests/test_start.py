@@ -1,0 +1,117 @@
+"""Where a run starts: the paper's weights, the row before it, --init_from, or scratch with the recipe."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fake_data  # noqa: E402
+
+from omg_cnnrnn import configs, experiments, start, train  # noqa: E402
+
+
+def _fake_run(workdir, kind):
+  """A workdir with a config.json recording `kind` and a best checkpoint index."""
+  os.makedirs(os.path.join(workdir, "best"), exist_ok=True)
+  config = configs.override(experiments.get("table3/cnn_only"), {"train.start": kind})
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json())
+  open(os.path.join(workdir, "best", "model.index"), "w").close()
+
+
+def test_paper_weights_win_when_the_user_has_them(tmp_path):
+  row = experiments.get("table5/vgg_fc_rnn_resnet_rnn")
+  paper = start.PaperWeights(affwildnet_vgg="/w/vgg/model.ckpt-1", affwildnet_resnet="/w/res/model.ckpt-2")
+  got = start.resolve(row, str(tmp_path / "table5/vgg_fc_rnn_resnet_rnn/from_omg"), paper=paper)
+  assert got.kind == "paper"
+  assert got.sources == ("tf1:affwildnet_vggface_gru@/w/vgg/model.ckpt-1",
+                         "tf1:affwildnet_resnet_gru@/w/res/model.ckpt-2")
+  # VGG-Face alone starts a VGG row (its convolutions), not a ResNet one.
+  vgg_face = start.PaperWeights(vggface_h5="/w/vggface.h5")
+  assert start.resolve(experiments.get("table3/cnn_rnn"), str(tmp_path / "x"), paper=vgg_face).sources == (
+      "vggface:/w/vggface.h5",)
+  assert start.resolve(experiments.get("table4/cnn_rnn"), str(tmp_path / "y"), paper=vgg_face).kind == "scratch"
+
+
+def test_without_paper_weights_a_row_starts_after_the_row_before_it(tmp_path):
+  row = experiments.get("table3/cnn_3rnn_last_conv")
+  workdir = str(tmp_path / "runs" / "table3" / "cnn_3rnn_last_conv")
+  got = start.resolve(row, workdir)
+  assert got.kind == "scratch" and got.sources == ()
+  assert any("no trained run" in line for line in got.chain)
+  _fake_run(str(tmp_path / "runs" / "table3" / "cnn_only"), "scratch")
+  got = start.resolve(row, workdir)
+  assert got.sources == (str(tmp_path / "runs" / "table3" / "cnn_only"),) and got.kind == "scratch"
+  # A chain that began from the paper's weights stays a paper start.
+  _fake_run(str(tmp_path / "paper" / "table3" / "cnn_only"), "paper")
+  assert start.resolve(row, str(tmp_path / "paper" / "table3" / "cnn_3rnn_last_conv")).kind == "paper"
+  # --init_from overrides the row's own start.
+  explicit = start.resolve(row, workdir, init_from=["tf1:/x/model.ckpt-3"],
+                           paper=start.PaperWeights(affwildnet_vgg="/w/v"))
+  assert explicit.sources == ("tf1:/x/model.ckpt-3",) and explicit.kind == "paper"
+
+
+def test_runs_root_strips_the_row_name():
+  assert start.runs_root("/r/table3/cnn_rnn", "table3/cnn_rnn") == "/r"
+  assert start.runs_root("/r/table5/vgg_fc_rnn_resnet_rnn/from_omg", "table5/vgg_fc_rnn_resnet_rnn") == "/r"
+  assert start.runs_root("/r/somewhere", "table3/cnn_rnn") == "/r"
+
+
+def test_a_scratch_start_gets_the_recipe_and_a_paper_start_the_papers_values():
+  row = experiments.get("table3/cnn_rnn")
+  scratch = start.apply(row, start.Start("scratch", (), ()))
+  recipe = row.scratch_recipe
+  assert scratch.train.start == "scratch" and scratch.train.learning_rate == recipe.learning_rate
+  assert scratch.model.kernel_initializer == recipe.kernel_initializer == "he_normal"
+  assert scratch.train.warmup_steps == recipe.warmup_steps > 0
+  assert scratch.train.clip_global_norm == recipe.clip_global_norm > 0
+  paper = start.apply(row, start.Start("paper", ("tf1:x",), ()))
+  assert paper.train.start == "paper" and paper.train.learning_rate == 1e-3  # Sec. IV-1
+  assert paper.model.kernel_initializer == "glorot_uniform" and paper.train.warmup_steps == 0
+  assert paper.train.clip_global_norm == 0 and paper.train.freeze_loaded_steps == 0
+
+
+def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
+  data = str(tmp_path / "records")
+  fake_data.write_split(data, "train", num_videos=4, seed=0)
+  tiny = {"train.num_steps": 3, "train.checkpoint_every_steps": 3, "train.eval_every_steps": 0,
+          "data.batch_size": 4}
+  first = configs.override(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  train.Trainer(first, str(tmp_path / "runs" / "first"), data, eval_split=None, log=lambda s: None).train()
+  # A second row registered to start after the first (resolved by name under the same root),
+  # with wider GRUs: its GRUs and output start fresh, the convolutions and FC1 load.
+  second = configs.override(experiments.get("testing"), {"init.after": ["first"], "model.rnn_units": 6})
+  resolved = start.resolve(second, str(tmp_path / "runs" / "second"))
+  assert resolved.sources == (str(tmp_path / "runs" / "first"),) and resolved.kind == "scratch"
+  config = configs.override(start.apply(second, resolved), tiny)
+  trainer = train.Trainer(config, str(tmp_path / "runs" / "second"), data, eval_split=None,
+                          init_from=resolved.sources, log=lambda s: None)
+  with open(tmp_path / "runs" / "second" / "config.json") as f:
+    saved = json.load(f)
+  assert saved["train"]["start"] == "scratch" and saved["model"]["kernel_initializer"] == "he_normal"
+  with open(tmp_path / "runs" / "second" / "init_report.json") as f:
+    layers = json.load(f)["layers"]
+  assert layers["vgg16/conv1_1"].startswith(str(tmp_path / "runs" / "first"))
+  assert layers["vgg16_rnn_conv5_3_pool5_fc1_gru1"] == "fresh" and layers["output"] == "fresh"
+  assert set(layers) == {p for p, _ in train.named_layers(trainer.model)}
+  # The recipe freezes the loaded layers for its first steps: they do not move, the fresh ones do.
+  before = {w.name: w.numpy().copy() for w in trainer.model.trainable_weights}
+  trainer.train()
+  after = {w.name: w.numpy() for w in trainer.model.trainable_weights}
+  assert config.train.freeze_loaded_steps > 3
+  moved = {k for k in before if abs(before[k] - after[k]).max() > 0}
+  assert not any("conv1_1" in k for k in moved) and any("gru" in k for k in moved), sorted(moved)
+
+
+def test_paper_values_recorded_for_a_paper_start(tmp_path):
+  config, resolved = train.resolve_run("table3/cnn_rnn", str(tmp_path / "table3" / "cnn_rnn"),
+                                       overrides=["train.num_steps=7"],
+                                       paper=start.PaperWeights(affwildnet_vgg="/w/model.ckpt-9"))
+  assert resolved.kind == "paper" and config.train.start == "paper" and config.train.num_steps == 7
+  config, resolved = train.resolve_run("table3/cnn_rnn", str(tmp_path / "table3" / "cnn_rnn"),
+                                       overrides=["train.learning_rate=0.0005"])
+  # The user's overrides come after the recipe.
+  assert resolved.kind == "scratch" and config.train.learning_rate == 0.0005
+  assert config.train.warmup_steps == config.scratch_recipe.warmup_steps
