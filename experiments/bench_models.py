@@ -36,6 +36,7 @@ flags.DEFINE_integer("sequence_length", 80, "Frames per sequence (paper: 80).")
 flags.DEFINE_integer("image_size", 96, "Face crop size (paper: 96).")
 flags.DEFINE_integer("matmul_size", 2048, "Size of the square matmuls that measure the peak.")
 flags.DEFINE_bool("forward", True, "Also time the forward pass.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward pass and the training step.")
 
 
 def forward_flops(model: tf_keras.Model, frames_per_sequence: int) -> float:
@@ -77,11 +78,11 @@ def bench_row(name: str) -> dict:
             "mask": tf.ones((b, t))}
   labels = tf.constant(rng.uniform(-1, 1, (b, t, 2)), tf.float32)
 
-  @tf.function
+  @tf.function(jit_compile=FLAGS.jit_compile)
   def forward(x):
     return model(x, training=False)
 
-  @tf.function
+  @tf.function(jit_compile=FLAGS.jit_compile)
   def train_step(x, y):
     with tf.GradientTape() as tape:
       loss = loss_fn(y, model(x, training=True), sample_weight=x["mask"])
@@ -114,7 +115,8 @@ def main(argv):
   peak = matmul_peak(FLAGS.matmul_size)
   print(f"dense float32 matmul peak ({FLAGS.matmul_size}^2): {peak:.1f} GFLOP/s")
   print(f"shapes: B={FLAGS.batch_size} T={FLAGS.sequence_length} {FLAGS.image_size}x{FLAGS.image_size} "
-        f"(CNN-only rows: {FLAGS.batch_size * FLAGS.sequence_length} single frames); {FLAGS.steps} timed steps\n")
+        f"(CNN-only rows: {FLAGS.batch_size * FLAGS.sequence_length} single frames); {FLAGS.steps} timed steps; "
+        f"XLA {'on' if FLAGS.jit_compile else 'off'}\n")
   header = (f"| row | params | GFLOP/frame (fwd) | forward frames/s | forward GFLOP/s | train frames/s "
             f"| train GFLOP/s | train / peak |")
   print(header)

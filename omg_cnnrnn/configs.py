@@ -190,12 +190,13 @@ class ScratchRecipe:
   clip_global_norm: float = 1.0
   # A warm start (e.g. CNN-RNN after CNN-only): the loaded layers stay frozen for the first
   # steps while the new GRUs and output learn to read them at 10x (the paper's 1e-3), then
-  # train at 0.1x (1e-5). Measured: the loaded layers at 1e-4 next to GRUs at 1e-3 die within
-  # ~20 steps of the unfreeze (FC1 of a CNN-only run from scratch is tiny, RMS ~0.03, and one
-  # Adam step moves its pre-activations past zero); at 1e-4 for all, fresh GRUs learn slowly.
+  # train at 0.3x (3e-5). Measured (README, "Where training starts"): the loaded layers at 1e-4
+  # next to GRUs at 1e-3 die within ~20 steps of the unfreeze (FC1 of a CNN-only run from
+  # scratch is tiny, RMS ~0.03, so one Adam step moves its pre-activations past zero); at 1e-4
+  # for all, fresh GRUs learn slowly.
   freeze_loaded_steps: int = 50
   fresh_lr_scale: float = 10.0
-  loaded_lr_scale: float = 0.1
+  loaded_lr_scale: float = 0.3
 
   def overrides(self) -> dict[str, Any]:
     """Dotted config keys this recipe sets."""
