@@ -241,26 +241,24 @@ class Trainer:
       os.replace(report_path + ".tmp", report_path)
       self.log(f"warm start from {list(init_from)}: {len(report['loaded'])} layers loaded, "
                f"{len(report['fresh'])} fresh: {report['fresh']}")
-    # The layers a warm start loaded stay frozen for the first `freeze_loaded_steps` steps
-    # (a resumed run reads which they were from its init_report.json).
-    loaded = set()
-    if config.train.freeze_loaded_steps > 0 and os.path.exists(report_path):
+    # What a warm start loaded and left fresh (a resumed run reads it from its init_report.json):
+    # the loaded layers stay frozen for the first `freeze_loaded_steps` steps, and with per-layer
+    # rates the fresh ones move `fresh_lr_scale` times, the loaded ones `loaded_lr_scale` times
+    # the configured rate.
+    report = {"loaded": [], "fresh": []}
+    if os.path.exists(report_path):
       with open(report_path) as f:
-        loaded = set(json.load(f)["loaded"])
+        report = json.load(f)
+    tc = config.train
+    loaded = set(report["loaded"]) if tc.freeze_loaded_steps > 0 else set()
     frozen_ids = {id(v) for path, layer in named_layers(self.model) if path in loaded
                   for v in layer.trainable_weights}
     self._frozen = [id(v) in frozen_ids for v in self.model.trainable_variables]
-    # Per-layer learning rates in a warm-started run: the layers it left fresh move
-    # `fresh_lr_scale` times, the loaded ones `loaded_lr_scale` times the configured rate.
     self._update_scales = []
-    tc = config.train
-    if (tc.fresh_lr_scale != 1.0 or tc.loaded_lr_scale != 1.0) and os.path.exists(report_path):
-      with open(report_path) as f:
-        report = json.load(f)
-      if report["loaded"]:
-        scale = {**{p: tc.fresh_lr_scale for p in report["fresh"]}, **{p: tc.loaded_lr_scale for p in report["loaded"]}}
-        self._update_scales = [(v, scale[path]) for path, layer in named_layers(self.model)
-                               for v in layer.trainable_weights if scale.get(path, 1.0) != 1.0]
+    if (tc.fresh_lr_scale != 1.0 or tc.loaded_lr_scale != 1.0) and report["loaded"]:
+      scale = {**{p: tc.fresh_lr_scale for p in report["fresh"]}, **{p: tc.loaded_lr_scale for p in report["loaded"]}}
+      self._update_scales = [(v, scale[path]) for path, layer in named_layers(self.model)
+                             for v in layer.trainable_weights if scale.get(path, 1.0) != 1.0]
     self.best_path = os.path.join(workdir, "best.json")
     self.writers = {k: (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
                         if self.is_chief else tf.summary.create_noop_writer())

@@ -249,3 +249,11 @@ def test_invalid_taps_fail_with_the_valid_names():
   bad = configs.ModelConfig(streams=(configs.StreamConfig("resnet50", (), (), (("conv5_3",),)),))
   with pytest.raises(ValueError, match="unknown RNN input taps"):
     models.build_model(bad, image_size=32)
+
+
+def test_resnet_batch_norm_momentum_comes_from_the_config():
+  stream = experiments.RESNET_CNN_ONLY
+  for momentum in (0.997, 0.9):
+    model = models.build_model(configs.ModelConfig(streams=(stream,), batch_norm_momentum=momentum), image_size=32)
+    bns = [layer for layer in model.get_layer("resnet50").layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    assert len(bns) == 53 and {bn.momentum for bn in bns} == {momentum}

@@ -65,11 +65,13 @@ def test_a_scratch_start_gets_the_recipe_and_a_paper_start_the_papers_values():
   recipe = row.scratch_recipe
   assert scratch.train.start == "scratch" and scratch.train.learning_rate == recipe.learning_rate
   assert scratch.model.kernel_initializer == recipe.kernel_initializer == "he_normal"
+  assert scratch.model.batch_norm_momentum == recipe.batch_norm_momentum < 0.997
   assert scratch.train.warmup_steps == recipe.warmup_steps > 0
   assert scratch.train.clip_global_norm == recipe.clip_global_norm > 0
   paper = start.apply(row, start.Start("paper", ("tf1:x",), ()))
   assert paper.train.start == "paper" and paper.train.learning_rate == 1e-3  # Sec. IV-1
   assert paper.model.kernel_initializer == "glorot_uniform" and paper.train.warmup_steps == 0
+  assert paper.model.batch_norm_momentum == 0.997  # TF-slim resnet_arg_scope
   assert paper.train.clip_global_norm == 0 and paper.train.freeze_loaded_steps == 0
 
 

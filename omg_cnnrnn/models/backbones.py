@@ -69,7 +69,8 @@ def vgg16(image_size: int = 96, weights: str | None = None, name: str = "vgg16",
   return _maybe_load(tf_keras.Model(inputs, outputs, name=name), weights)
 
 
-def _conv_bn(x, filters, kernel, stride, name, activation=True, initializer="glorot_uniform"):
+def _conv_bn(x, filters, kernel, stride, name, activation=True, initializer="glorot_uniform",
+             momentum=_BN_MOMENTUM):
   """slim `conv2d` under `resnet_arg_scope` (no bias, batch norm, optional ReLU).
 
   Strided convolutions use slim's `conv2d_same`: explicit symmetric padding, then
@@ -84,13 +85,13 @@ def _conv_bn(x, filters, kernel, stride, name, activation=True, initializer="glo
     padding = "same"
   x = tf_keras.layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False, name=name,
                              kernel_initializer=initializer)(x)
-  x = tf_keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+  x = tf_keras.layers.BatchNormalization(momentum=momentum, epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
   if activation:
     x = tf_keras.layers.ReLU(name=f"{name}_relu")(x)
   return x
 
 
-def _bottleneck(x, depth, depth_bottleneck, stride, name, init):
+def _bottleneck(x, depth, depth_bottleneck, stride, name, init, momentum=_BN_MOMENTUM):
   """slim `resnet_v1.bottleneck`: the stride sits in the 3x3 conv; identity or 1x1 shortcut."""
   depth_in = x.shape[-1]
   if depth == depth_in:
@@ -98,17 +99,17 @@ def _bottleneck(x, depth, depth_bottleneck, stride, name, init):
     if stride > 1:
       shortcut = tf_keras.layers.MaxPool2D(1, stride, name=f"{name}_shortcut_subsample")(x)
   else:
-    shortcut = _conv_bn(x, depth, 1, stride, f"{name}_shortcut", activation=False, initializer=init)
-  residual = _conv_bn(x, depth_bottleneck, 1, 1, f"{name}_conv1", initializer=init)
-  residual = _conv_bn(residual, depth_bottleneck, 3, stride, f"{name}_conv2", initializer=init)
-  residual = _conv_bn(residual, depth, 1, 1, f"{name}_conv3", activation=False, initializer=init)
+    shortcut = _conv_bn(x, depth, 1, stride, f"{name}_shortcut", activation=False, initializer=init, momentum=momentum)
+  residual = _conv_bn(x, depth_bottleneck, 1, 1, f"{name}_conv1", initializer=init, momentum=momentum)
+  residual = _conv_bn(residual, depth_bottleneck, 3, stride, f"{name}_conv2", initializer=init, momentum=momentum)
+  residual = _conv_bn(residual, depth, 1, 1, f"{name}_conv3", activation=False, initializer=init, momentum=momentum)
   x = tf_keras.layers.Add(name=f"{name}_add")([shortcut, residual])
   return tf_keras.layers.ReLU(name=f"{name}_out")(x)
 
 
 @BACKBONES.decorator("resnet50")
 def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resnet50",
-             kernel_initializer: str = "glorot_uniform") -> tf_keras.Model:
+             kernel_initializer: str = "glorot_uniform", batch_norm_momentum: float = _BN_MOMENTUM) -> tf_keras.Model:
   """ResNet-50 v1 (He et al.), laid out as TF-slim `resnet_v1_50` (Sec. III-B2).
 
   7x7/2 conv with 64 maps, 3x3/2 max pool, then 4 bottleneck blocks (3, 4, 6, 3
@@ -119,26 +120,32 @@ def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resn
     weights: optional path of a Keras weights file for this model.
     name: model name.
     kernel_initializer: initialiser of the conv kernels.
+    batch_norm_momentum: decay of the moving statistics (slim's 0.997 by default).
 
   Returns:
     A model `(N, S, S, 3) -> {"block4", "pool5"}`.
   """
   inputs = tf_keras.Input((image_size, image_size, 3), name="frames")
-  x = _conv_bn(inputs, 64, 7, 2, "conv1", initializer=kernel_initializer)
+  x = _conv_bn(inputs, 64, 7, 2, "conv1", initializer=kernel_initializer, momentum=batch_norm_momentum)
   x = tf_keras.layers.MaxPool2D(3, 2, padding="same", name="pool1")(x)
   for block, base, units, stride in RESNET50_BLOCKS:
     for unit in range(1, units + 1):
       unit_stride = stride if unit == units else 1
-      x = _bottleneck(x, base * 4, base, unit_stride, f"{block}_unit_{unit}", kernel_initializer)
+      x = _bottleneck(x, base * 4, base, unit_stride, f"{block}_unit_{unit}", kernel_initializer,
+                      batch_norm_momentum)
   block4 = x
   pool5 = tf_keras.layers.GlobalAveragePooling2D(name="pool5")(x)
   return _maybe_load(tf_keras.Model(inputs, {"block4": block4, "pool5": pool5}, name=name), weights)
 
 
 def build_backbone(name: str, image_size: int = 96, weights: str | None = None,
-                   kernel_initializer: str = "glorot_uniform", width: float = 1.0) -> tf_keras.Model:
+                   kernel_initializer: str = "glorot_uniform", width: float = 1.0,
+                   batch_norm_momentum: float = _BN_MOMENTUM) -> tf_keras.Model:
   """Builds the registered backbone `name` ('vgg16' or 'resnet50'); `width` != 1 only for VGG-16."""
   builder = BACKBONES.lookup(name)
+  if name == "resnet50":
+    return builder(image_size=image_size, weights=weights, kernel_initializer=kernel_initializer,
+                   batch_norm_momentum=batch_norm_momentum)
   if width != 1.0:
     if name != "vgg16":
       raise ValueError(f"backbone {name!r} has no width multiplier (only vgg16 does); got {width}")

@@ -87,11 +87,13 @@ class BoolMask(tf_keras.layers.Layer):
 class _Stream:
   """Builds one stream's layers once; `__call__` applies them to folded frames."""
 
-  def __init__(self, stream: configs.StreamConfig, image_size: int, kernel_initializer: str = "glorot_uniform"):
+  def __init__(self, stream: configs.StreamConfig, image_size: int, kernel_initializer: str = "glorot_uniform",
+               batch_norm_momentum: float = 0.997):
     self.config = stream
     self.prefix = stream.name
     self.backbone = backbones.build_backbone(stream.backbone, image_size=image_size,
-                                             kernel_initializer=kernel_initializer, width=stream.backbone_width)
+                                             kernel_initializer=kernel_initializer, width=stream.backbone_width,
+                                             batch_norm_momentum=batch_norm_momentum)
     if len(stream.fc_dropout) > len(stream.fc_units):
       raise ValueError(f"stream {self.prefix}: more fc_dropout values than fc_units")
     self.fcs = []
@@ -278,7 +280,7 @@ def _build(model_config: configs.ModelConfig, image_size: int, sequence_length: 
 
   per_frame_outputs, rnn_outputs, final_states = [], [], []
   for stream_config in model_config.streams:
-    stream = _Stream(stream_config, image_size, model_config.kernel_initializer)
+    stream = _Stream(stream_config, image_size, model_config.kernel_initializer, model_config.batch_norm_momentum)
     taps = stream(folded)
     if not stream_config.rnn_inputs:
       # CNN only (Table I / Table IV row 1): the last FC (or the pooled features) is the head.
