@@ -181,8 +181,9 @@ class ScratchRecipe:
 
   Not in the paper (its rows always start from VGG-Face / AffWildNet weights): a plain
   VGG-16 without batch norm trained from random weights with the paper's lr 1e-3 and
-  Glorot initialisation diverges or dies, and fresh GRUs fed unscaled FC1 features
-  saturate. Measured in the README ("Training from scratch").
+  Glorot initialisation diverges or dies (loss stuck at 1.0), and fresh GRUs fed the tiny
+  FC1 features of a CNN-only run from scratch learn slowly. Measured in the README ("Where
+  training starts: the paper's weights, or the from-scratch recipe").
   """
 
   # He initialisation keeps a 13-conv ReLU stack's activations at scale (Glorot shrinks them).

@@ -96,6 +96,13 @@ def has_trained_weights(workdir: str) -> bool:
           name.endswith(".index") for name in os.listdir(os.path.join(workdir, "checkpoints")))
 
 
+def _chain(sources: Sequence[str], labels: Sequence[str]) -> tuple[str, list[str]]:
+  """The start of a run warm-started from `sources` ('paper' only if all are) and one line per source."""
+  kinds = [source_kind(s) for s in sources]
+  kind = "paper" if all(k == "paper" for k in kinds) else "scratch"
+  return kind, [f"{label}: {s} ({k} start)" for label, s, k in zip(labels, sources, kinds)]
+
+
 def resolve(config: configs.ExperimentConfig, workdir: str, init_from: Sequence[str] = (),
             paper: PaperWeights = PaperWeights(), root: str | None = None) -> Start:
   """The start of a run of `config` in `workdir` (see the module docstring for the order).
@@ -108,9 +115,8 @@ def resolve(config: configs.ExperimentConfig, workdir: str, init_from: Sequence[
     root: where the rows' workdirs live (default: `runs_root(workdir, config.name)`).
   """
   if init_from:
-    kinds = [source_kind(s) for s in init_from]
-    kind = "paper" if all(k == "paper" for k in kinds) else "scratch"
-    return Start(kind, tuple(init_from), tuple(f"--init_from {s} ({k} start)" for s, k in zip(init_from, kinds)))
+    kind, lines = _chain(init_from, ["--init_from"] * len(init_from))
+    return Start(kind, tuple(init_from), tuple(lines))
   if config.init.paper_weights:
     sources = [paper.source_for(r) for r in config.init.paper_weights]
     if all(sources):
@@ -125,10 +131,8 @@ def resolve(config: configs.ExperimentConfig, workdir: str, init_from: Sequence[
     root = root or runs_root(workdir, config.name)
     found = [os.path.join(root, row) for row in config.init.after]
     if all(has_trained_weights(w) for w in found):
-      kinds = [source_kind(w) for w in found]
-      kind = "paper" if all(k == "paper" for k in kinds) else "scratch"
-      return Start(kind, tuple(found), tuple(lines + [
-          f"after {row}: {w} ({k} start)" for row, w, k in zip(config.init.after, found, kinds)]))
+      kind, found_lines = _chain(found, [f"after {row}" for row in config.init.after])
+      return Start(kind, tuple(found), tuple(lines + found_lines))
     lines += [f"after {row}: no trained run at {w}" for row, w in zip(config.init.after, found)
               if not has_trained_weights(w)]
   return Start("scratch", (), tuple(lines + ["random weights"]))

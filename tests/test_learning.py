@@ -7,7 +7,6 @@ labels scrambled by the pipeline), which no shape or parity test would notice.
 import os
 import sys
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
