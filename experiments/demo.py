@@ -133,7 +133,8 @@ def main(argv):
   print("|---|---|---|---|")
   print(f"| {CNN_RNN} | paper (real OMG validation, x100) | {rnn.paper_ccc_valence} | {rnn.paper_ccc_arousal} |")
   print(f"| {CNN_RNN} | demo, network output | {raw['valence_ccc']:.3f} | {raw['arousal_ccc']:.3f} |")
-  print(f"| {CNN_RNN} | demo, + post-processing | {post['valence_ccc']:.3f} | {post['arousal_ccc']:.3f} |")
+  print(f"| {CNN_RNN} | demo, + post-processing ({post['postprocess_procedure']} procedure) | "
+        f"{post['valence_ccc']:.3f} | {post['arousal_ccc']:.3f} |")
   if cnn:
     print(f"| {CNN_ONLY} | demo stage 1, network output | {cnn['valence_ccc']:.3f} | {cnn['arousal_ccc']:.3f} |")
   total = time.time() - t_start

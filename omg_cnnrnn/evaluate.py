@@ -2,7 +2,8 @@
 
     python -m omg_cnnrnn.evaluate --workdir=<training workdir> --data_dir=<prepared dir> \\
         --split=validation --output_dir=<dir> [--labels=omg_ValidationVideos.csv] \\
-        [--tune_postprocess | --postprocess=<postprocess.json>]
+        [--tune_postprocess [--postprocess_experiment=table6/<row>] [--postprocess_procedure=search]
+         | --postprocess=<postprocess.json>]
 
 The network runs over every frame of every utterance (consecutive chunks of the
 training sequence length, GRU state reset per chunk as in training); the value
@@ -11,8 +12,17 @@ the official global CCC (one CCC over all utterances, the challenge's final
 scorer), the earlier per-video protocol, Pearson and MSE, plus frame-level CCC
 (the Aff-Wild protocol, where frames carry their own labels).
 
+Post-processing (Table VI, Sec. III-E; `omg_cnnrnn.postprocess`): `--tune_postprocess` chooses
+it on this split with the settings of `--postprocess_experiment` (a registered Table VI row,
+whose `base_experiment` must be the workdir's experiment; `experiments/table6.sh` passes it),
+else of the workdir's own config, else the paper's defaults; by the paper's procedure (fixed
+windows 81 / 3 and smoothing, each step kept only if it raises CCC) unless the config or
+`--postprocess_procedure=search` asks for the wider search. `--postprocess` applies a saved
+choice unchanged. Every post-processed figure names its procedure.
+
 Writes to `--output_dir`:
-- `metrics.json`: {split: metrics, plus `<split>_postprocessed` when post-processing applies};
+- `metrics.json`: {split: metrics, plus `<split>_postprocessed` when post-processing applies,
+  whose `postprocess_procedure` names how its settings were chosen};
 - `frame_predictions_<split>.csv`: video, utterance, frame, face/label mask, per-frame predictions;
 - `predictions_<split>.csv`: the label file's columns in its row order, valence/arousal
   replaced by the (post-processed) predictions: what the challenge's own scorer reads.
@@ -24,6 +34,7 @@ utterances of their video (the global mean if none), and are counted in `metrics
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -35,6 +46,10 @@ import tf_keras
 from omg_cnnrnn import configs, metrics, postprocess
 from omg_cnnrnn.data import labels as label_files
 from omg_cnnrnn.data import pipeline
+
+# Sec. III-C: a fused row (Table V) trains two ways, each in its own workdir under the row's:
+# (a) both branches from the Aff-Wild-pretrained single networks, (b) from the OMG-trained ones.
+FUSION_WAYS = ("from_affwild", "from_omg")
 
 
 def predict_split(model: tf_keras.Model, config: configs.ExperimentConfig, data_dir: str, split: str,
@@ -124,9 +139,125 @@ def score_records(records: list[dict], aggregate: str = "mean") -> dict:
   return result
 
 
+def postprocess_config(config: configs.ExperimentConfig, experiment: str = "",
+                       procedure: str = "") -> tuple[configs.PostprocessConfig, str]:
+  """The post-processing settings to tune with on a workdir, and the row they come from.
+
+  Args:
+    config: the workdir's experiment config.
+    experiment: "" or a registered row (a Table VI row) whose `postprocess` config applies;
+      its `base_experiment` (or its own name) must be the workdir's experiment.
+    procedure: "" (the config's) or one of `configs.POSTPROCESS_PROCEDURES`, replacing it.
+
+  Returns:
+    (settings, source): the named row's, else the workdir config's, else the paper's
+    defaults (`configs.PostprocessConfig()`); source names which.
+  """
+  from omg_cnnrnn import experiments  # Lazy: the registry is only needed to resolve a row's name.
+
+  if experiment:
+    row = experiments.get(experiment)
+    if row.postprocess is None:
+      raise ValueError(f"experiment {experiment!r} registers no post-processing (a Table VI row does)")
+    if config.name not in (row.name, row.base_experiment):
+      raise ValueError(f"{experiment} post-processes {row.base_experiment!r}, but the workdir holds a trained "
+                       f"{config.name!r}")
+    settings, source = row.postprocess, experiment
+  elif config.postprocess is not None:
+    settings, source = config.postprocess, config.name
+  else:
+    settings, source = configs.PostprocessConfig(), "configs.PostprocessConfig() (the paper's defaults)"
+  if procedure:
+    settings = dataclasses.replace(settings, procedure=procedure)
+  return settings, source
+
+
+def better_run(workdirs: dict[str, str], split: str = "validation") -> tuple[str, dict[str, float]]:
+  """Of several evaluated runs of one row (e.g. Table V's two training ways), the better on `split`.
+
+  The score is the mean of the valence and arousal CCC of the network's output (before any
+  post-processing), as training picks its best weights (`train.Trainer`). Runs without
+  `<workdir>/eval_<split>/metrics.json` are skipped.
+
+  Args:
+    workdirs: label -> workdir.
+    split: the split the runs were evaluated on.
+
+  Returns:
+    (label of the better run, {label: score} of every evaluated run).
+  """
+  scores = {}
+  for label, workdir in workdirs.items():
+    path = os.path.join(workdir, f"eval_{split}", "metrics.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        result = json.load(f)
+      m = result.get(f"{split}_raw", result.get(split))
+      scores[label] = float(np.mean([m["valence_ccc"], m["arousal_ccc"]]))
+  if not scores:
+    raise FileNotFoundError(f"none of {sorted(workdirs.values())} has eval_{split}/metrics.json")
+  return max(scores, key=lambda k: scores[k]), scores
+
+
+def run_workdirs(root: str, name: str) -> dict[str, str]:
+  """label -> workdir of the runs of a registered row under a checkpoint root (the table scripts' layout).
+
+  A fused row (Table V) has one run per training way (`FUSION_WAYS`); any other row one, "".
+  """
+  from omg_cnnrnn import experiments  # Lazy: the registry is only needed to resolve a row's name.
+
+  base = os.path.join(root, name)
+  if experiments.get(name).table == "V":
+    return {way: os.path.join(base, way) for way in FUSION_WAYS}
+  return {"": base}
+
+
+def choose_base_run(root: str, row: str, split: str = "validation", output: str | None = None) -> dict:
+  """The trained run a Table VI row post-processes: its base row's run, the better one if it has two.
+
+  A fused base row trains two ways (Sec. III-C); Table V shows "the best results obtained by
+  the fusion approach" and Table VI post-processes "the best networks" (Sec. IV), so the way
+  with the higher mean validation CCC of the network (`better_run`) is taken; one that was not
+  evaluated does not compete.
+
+  Args:
+    root: checkpoint root of the table scripts.
+    row: a registered Table VI row (its `base_experiment` is the row it post-processes).
+    split: the split that decides.
+    output: where to write the decision as JSON (None: not written).
+
+  Returns:
+    {"row", "base_experiment", "run" (the way, "" for a single run), "workdir", "scores", "reason"}.
+  """
+  from omg_cnnrnn import experiments  # Lazy: see run_workdirs.
+
+  base = experiments.get(row).base_experiment
+  if not base:
+    raise ValueError(f"{row} has no base_experiment: not a Table VI row")
+  runs = run_workdirs(root, base)
+  if len(runs) == 1:
+    (run, workdir), = runs.items()
+    scores, reason = {}, "the base row's only run"
+  else:
+    run, scores = better_run(runs, split)
+    workdir = runs[run]
+    reason = (f"the better of its training ways on {split} (mean valence/arousal CCC of the network: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+              + ("" if len(scores) == len(runs) else f"; {sorted(set(runs) - set(scores))} not evaluated") + ")")
+  decision = {"row": row, "base_experiment": base, "run": run, "workdir": workdir, "scores": scores,
+              "reason": reason}
+  if output:
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output + ".tmp", "w") as f:
+      json.dump(decision, f, indent=2)
+    os.replace(output + ".tmp", output)
+  return decision
+
+
 def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, labels_csv: str | None = None,
                      tune_postprocess: bool = False, postprocess_path: str | None = None,
-                     which: str = "best") -> dict:
+                     which: str = "best", postprocess_experiment: str = "",
+                     postprocess_procedure: str = "") -> dict:
   """Evaluates a training workdir on one split and writes the outputs (see the module docstring).
 
   Args:
@@ -136,17 +267,27 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
     output_dir: where metrics.json and the CSVs go.
     labels_csv: the official label CSV of the split; the prediction CSV takes its columns and
       row order, and every (video, utterance) must line up with the prepared split.
-    tune_postprocess: search the Table VI post-processing on this split, save the choice as
+    tune_postprocess: choose the Table VI post-processing on this split (`postprocess.tune`, the
+      paper's procedure unless the settings say "search"), save the choice as
       `<workdir>/postprocess.json` (and in output_dir) and report post-processed metrics.
     postprocess_path: apply a saved choice unchanged (e.g. tuned on validation, applied to test).
     which: "best" or "latest" weights.
+    postprocess_experiment: with tune_postprocess, the registered (Table VI) row whose
+      post-processing settings apply (`postprocess_config`).
+    postprocess_procedure: with tune_postprocess, "paper" or "search" in place of the settings'.
 
   Returns:
     The metrics written to `metrics.json`.
   """
   from omg_cnnrnn import train  # Lazy: train imports this module for validation.
 
+  if (postprocess_experiment or postprocess_procedure) and not tune_postprocess:
+    raise ValueError("postprocess_experiment and postprocess_procedure choose how to tune: they need "
+                     "tune_postprocess (a saved choice, postprocess_path, is applied as it is)")
+  if tune_postprocess and postprocess_path:
+    raise ValueError("tune_postprocess and postprocess_path exclude each other: tune here, or apply a saved choice")
   model, config = train.load_workdir_model(workdir, which=which)
+  settings, source = postprocess_config(config, postprocess_experiment, postprocess_procedure)
   os.makedirs(output_dir, exist_ok=True)
   records = predict_split(model, config, data_dir, split)
   aggregate = config.data.utterance_aggregate
@@ -158,17 +299,23 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
 
   choice = None
   if tune_postprocess:
-    choice = postprocess.tune(records, labels, aggregate=aggregate, config=config.postprocess)
+    choice = postprocess.tune(records, labels, aggregate=aggregate, config=settings)
+    source = f"chosen on {split} with the settings of {source}"
     for path in (os.path.join(workdir, "postprocess.json"), os.path.join(output_dir, "postprocess.json")):
       postprocess.save_choice(choice, path)
   elif postprocess_path:
     choice = postprocess.load_choice(postprocess_path)
+    source = f"saved choice {postprocess_path}, applied unchanged"
   if choice is not None:
     values = postprocess.apply(choice, records, aggregate=aggregate)
     _, post_preds, _ = utterance_table(records, aggregate, values=values)
     post = score_tables(labels, post_preds)
     post["utterances_without_face"] = faceless
     post["postprocess"] = postprocess.choice_to_dict(choice)
+    post["postprocess_procedure"] = choice.procedure
+    post["postprocess_description"] = postprocess.PROCEDURE_DESCRIPTIONS[choice.procedure]
+    post["postprocess_source"] = source
+    result["postprocess_procedure"] = choice.procedure
     result[split] = post
     result[f"{split}_postprocessed"] = post
     preds = post_preds
@@ -204,7 +351,9 @@ def main(argv):
   del argv
   f = flags.FLAGS
   result = evaluate_workdir(f.workdir, f.data_dir, f.split, f.output_dir, labels_csv=f.labels,
-                            tune_postprocess=f.tune_postprocess, postprocess_path=f.postprocess, which=f.which)
+                            tune_postprocess=f.tune_postprocess, postprocess_path=f.postprocess, which=f.which,
+                            postprocess_experiment=f.postprocess_experiment,
+                            postprocess_procedure=f.postprocess_procedure)
   print(json.dumps({k: v for k, v in result[f.split].items() if not isinstance(v, dict)}, indent=2, default=float))
 
 
@@ -216,7 +365,13 @@ if __name__ == "__main__":
   flags.DEFINE_string("split", "validation", "Split to evaluate.")
   flags.DEFINE_string("output_dir", None, "Where to write metrics.json and the prediction CSVs.")
   flags.DEFINE_string("labels", None, "Official label CSV of the split (prediction CSV in the challenge's format).")
-  flags.DEFINE_bool("tune_postprocess", False, "Tune Table VI post-processing on this split and save the choice.")
+  flags.DEFINE_bool("tune_postprocess", False, "Choose the Table VI post-processing on this split (the paper's "
+                    "procedure unless asked otherwise) and save the choice.")
+  flags.DEFINE_string("postprocess_experiment", "", "With --tune_postprocess: the registered Table VI row whose "
+                      "post-processing settings apply (its base_experiment must be the workdir's).")
+  flags.DEFINE_enum("postprocess_procedure", "", ["", "paper", "search"], "With --tune_postprocess: 'paper' "
+                    "(Sec. III-E: fixed windows, keep a step only if it helps) or 'search' (not the paper's: "
+                    "windows, edge modes and smoothing strength searched on this split); default: the settings'.")
   flags.DEFINE_string("postprocess", None, "Apply a saved post-processing choice (postprocess.json).")
   flags.DEFINE_enum("which", "best", ["best", "latest"], "Best-validation weights or the latest checkpoint.")
   flags.mark_flags_as_required(["workdir", "data_dir", "output_dir"])

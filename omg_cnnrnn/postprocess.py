@@ -12,8 +12,9 @@ The chain, per dimension (valence and arousal keep their own settings):
 1. Median filter over each utterance's per-frame predictions, window `w` (the paper:
    81 valence, 3 arousal; 1 = off). Only the valid frames are filtered, as one sequence
    in frame order: a masked (face-less) frame neither enters a window nor receives a
-   value that counts. Two ways to extend an utterance at its ends are tried (the
-   paper does not say which it used), both `np.pad` then `scipy.ndimage.median_filter`:
+   value that counts. Two ways to extend an utterance at its ends (the paper does not
+   say which it used; the paper's procedure takes `PostprocessConfig.median_edge_mode`,
+   the wider search tries both), both `np.pad` then `scipy.ndimage.median_filter`:
    - "reflect" (the default): the sequence mirrored at its ends, edge values included,
      repeatedly where the window is longer than the utterance. Every frame appears
      about equally often in a long window, so a window longer than the utterance gives
@@ -40,10 +41,22 @@ The chain, per dimension (valence and arousal keep their own settings):
    split's mean (the rule of `evaluate.fill_faceless`), so `apply` returns a complete,
    scoreable table.
 
-`tune` searches w (with the edge mode) and k on the validation split and keeps each
-step, per dimension, only where it raises that split's CCC (official global protocol)
-over the previous stage; `save_choice`/`load_choice` store the choice as JSON and `apply` uses it
-unchanged on another split (the paper's protocol).
+Choosing the settings on validation (`tune`), two procedures, named in every choice
+(`PostprocessChoice.procedure`) and so in every output that shows a post-processed figure:
+- "paper" (the default; Sec. III-E): the settings are fixed by `configs.PostprocessConfig`
+  (windows 81 valence / 3 arousal, one smoothing strength k, one edge mode). In the paper's
+  order, per dimension, the median filter is kept only if it raises the validation CCC
+  (official global protocol) over the raw predictions, then the smoothing only if it raises
+  it over what was kept. Nothing is searched: two comparisons per dimension. This is what
+  the Table VI rows run and what `evaluate --tune_postprocess` does.
+- "search" (`search`; not in the paper, an explicit option): the same greedy chain, but each
+  step picks the best of a grid (windows 1..161 with both edge modes, k up to 2560 frames)
+  on the split it then reports. With most of OMG's label variance between videos, picking
+  k on validation can move the CCC by several points, so its figures are optimistic and
+  not comparable with Table VI.
+Either way `save_choice`/`load_choice` store the choice as JSON and `apply` uses it
+unchanged on another split (the paper's protocol). A choice built by hand (e.g. the
+paper's windows when a model has no saved choice) says "fixed": validated on nothing.
 """
 
 from __future__ import annotations
@@ -58,7 +71,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from omg_cnnrnn import metrics
+from omg_cnnrnn import configs, metrics
 
 DIMS = metrics.DIMENSIONS
 # Candidate windows in frames (OMG video runs at 25-30 fps; utterances ~8 s); the paper's
@@ -69,6 +82,14 @@ SMOOTHING_GRID = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0,
 EDGE_MODES = ("reflect", "nearest")
 _NUMPY_PAD = {"reflect": "symmetric", "nearest": "edge"}  # ndimage's mode names -> np.pad's
 SMOOTHING_METHODS = ("shrink_to_video_mean",)
+# How a choice was made (module docstring): the paper's keep-or-drop, the wider search, or by hand.
+PROCEDURES = configs.POSTPROCESS_PROCEDURES + ("fixed",)
+PROCEDURE_DESCRIPTIONS = {
+    "paper": "paper (Sec. III-E: fixed windows 81/3 and smoothing, each step kept only if it raised "
+             "validation CCC)",
+    "search": "search (not the paper's: windows, edge modes and smoothing strength searched on validation)",
+    "fixed": "fixed (settings given by hand, not validated)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +105,9 @@ class PostprocessChoice:
     smoothing: the smoothing method (one so far, see the module docstring).
     validation_ccc: for the record, per dimension, the tuning split's CCC after each
       stage: "raw", "median_filter", "smoothing" (a stage not kept repeats the previous).
-    search: for the record, per dimension, the CCC of every candidate window and k.
+    search: for the record, per dimension, the CCC of every candidate window and k
+      ("paper": the configured window and k only, beside "1" = off).
+    procedure: how the settings were chosen (`PROCEDURES`, module docstring).
   """
 
   median_window: tuple[int, int] = (1, 1)
@@ -94,6 +117,7 @@ class PostprocessChoice:
   smoothing: str = "shrink_to_video_mean"
   validation_ccc: dict = dataclasses.field(default_factory=dict)
   search: dict = dataclasses.field(default_factory=dict)
+  procedure: str = "fixed"
 
   def __post_init__(self):
     windows = tuple(self.median_window)
@@ -110,6 +134,8 @@ class PostprocessChoice:
     modes = _edge_modes(self.edge_mode, len(DIMS))
     if self.smoothing not in SMOOTHING_METHODS:
       raise ValueError(f"smoothing {self.smoothing!r} must be one of {SMOOTHING_METHODS}")
+    if self.procedure not in PROCEDURES:
+      raise ValueError(f"procedure {self.procedure!r} must be one of {PROCEDURES}")
     object.__setattr__(self, "median_window", tuple(int(w) for w in windows))
     object.__setattr__(self, "smoothing_k", tuple(float(k) for k in ks))
     object.__setattr__(self, "edge_mode", modes)
@@ -157,10 +183,12 @@ def choice_from_dict(d: dict) -> PostprocessChoice:
     raise ValueError(f"median_window {windows!r} and smoothing_k {ks!r} must be lists")
   # JSON has one number type: a window written as 81.0 is still 81, 81.5 is refused below.
   windows = [int(w) if isinstance(w, float) and w.is_integer() else w for w in windows]
+  # A file without `procedure` predates the field, when `tune` was the wider search.
   return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=d["aggregate"],
                            edge_mode=d["edge_mode"] if isinstance(d["edge_mode"], str) else tuple(d["edge_mode"]),
                            smoothing=d["smoothing"],
-                           validation_ccc=d.get("validation_ccc", {}), search=d.get("search", {}))
+                           validation_ccc=d.get("validation_ccc", {}), search=d.get("search", {}),
+                           procedure=d.get("procedure", "search"))
 
 
 def save_choice(choice: PostprocessChoice, path: str) -> None:
@@ -426,10 +454,98 @@ def _labels_in_record_order(split: _Split, labels: pd.DataFrame) -> np.ndarray:
   return joined.loc[list(zip(split.videos, split.utterances)), list(DIMS)].to_numpy(np.float64)
 
 
-def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", config=None,
-         window_grid=WINDOW_GRID, smoothing_grid=SMOOTHING_GRID, edge_modes=EDGE_MODES,
+def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean",
+         config: configs.PostprocessConfig | None = None, procedure: str | None = None,
          min_improvement: float = 1e-9) -> PostprocessChoice:
-  """Searches the median windows and smoothing strengths on one split (validation).
+  """Chooses the post-processing on one split (validation) with the configured procedure.
+
+  Args:
+    records: per-utterance records of the split (module docstring).
+    labels: the split's labels (video, utterance, valence, arousal); must line up with
+      the records one to one (`metrics.match_predictions` refuses otherwise).
+    aggregate: utterance value of the frames, "mean" or "median".
+    config: the settings (None: `configs.PostprocessConfig()`, the paper's).
+    procedure: None for `config.procedure`; "paper" (`tune_paper`, the default) or
+      "search" (`search`, with its default grids).
+    min_improvement: the CCC gain a step needs to be kept.
+
+  Returns:
+    The choice, naming its procedure.
+  """
+  config = configs.PostprocessConfig() if config is None else config
+  procedure = procedure or config.procedure
+  if procedure == "paper":
+    return tune_paper(records, labels, aggregate, config, min_improvement=min_improvement)
+  if procedure == "search":
+    return search(records, labels, aggregate, config, min_improvement=min_improvement)
+  raise ValueError(f"post-processing procedure {procedure!r} must be one of {configs.POSTPROCESS_PROCEDURES}")
+
+
+def _scorer(split: _Split, truth: np.ndarray, d: int):
+  """CCC (official global protocol) of dimension d's [N] utterance values, filled as `apply` fills them."""
+
+  def score(values):
+    filled = fill_missing(values[:, None], split.videos)[:, 0]
+    return metrics.ccc_official(filled, truth[:, d])
+
+  return score
+
+
+def tune_paper(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean",
+               config: configs.PostprocessConfig | None = None, min_improvement: float = 1e-9) -> PostprocessChoice:
+  """The paper's procedure (Sec. III-E): fixed settings, each step kept only if it helps on this split.
+
+  Per dimension, in the paper's order: the median filter of the configured window is kept
+  only if the split's CCC (official global protocol, on `apply`'s complete output) rises
+  over the raw predictions by more than `min_improvement`; then the smoothing of strength
+  `config.smoothing_k`, on top of what was kept, only if it rises over that stage. A
+  window of 1 or smoothing turned off (`smooth_utterances=False` or k = 0) is not tried.
+
+  Args:
+    records, labels, aggregate, min_improvement: as `tune`.
+    config: the fixed settings (None: the paper's, `configs.PostprocessConfig()`).
+
+  Returns:
+    The choice (procedure "paper"), with the CCC after each stage and of each step tried.
+  """
+  config = configs.PostprocessConfig() if config is None else config
+  if aggregate not in metrics.AGGREGATES:
+    raise ValueError(f"aggregate {aggregate!r} must be one of {metrics.AGGREGATES}")
+  fixed = (int(config.median_window_valence), int(config.median_window_arousal))
+  for w in fixed:
+    _check_window(w)
+  mode = _edge_modes(config.median_edge_mode, 1)[0]
+  k = float(config.smoothing_k) if config.smooth_utterances else 0.0
+  if not math.isfinite(k) or k < 0:
+    raise ValueError(f"smoothing_k {config.smoothing_k!r} must be a finite number >= 0 (0 = off)")
+  split = _check_records(records)
+  truth = _labels_in_record_order(split, labels)
+  windows, ks, history, tried = [1, 1], [0.0, 0.0], {}, {}
+  for d, dim in enumerate(DIMS):
+    score = _scorer(split, truth, d)
+    kept = _dimension_values(split, d, 1, aggregate, mode)
+    raw = best = score(kept)
+    tried[dim] = {"median_window": {mode: {"1": raw}}, "smoothing_k": {}}
+    if fixed[d] > 1:
+      filtered = _dimension_values(split, d, fixed[d], aggregate, mode)
+      tried[dim]["median_window"][mode][str(fixed[d])] = s = score(filtered)
+      if s > best + min_improvement:
+        windows[d], best, kept = fixed[d], s, filtered
+    after_median = best
+    if k > 0:
+      smoothed = smooth_within_video(kept[:, None], split.videos, split.counts, (k,))[:, 0]
+      tried[dim]["smoothing_k"][f"{k:g}"] = s = score(smoothed)
+      if s > best + min_improvement:
+        ks[d], best = k, s
+    history[dim] = {"raw": raw, "median_filter": after_median, "smoothing": best}
+  return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=aggregate,
+                           edge_mode=(mode, mode), validation_ccc=history, search=tried, procedure="paper")
+
+
+def search(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean",
+           config: configs.PostprocessConfig | None = None, window_grid=WINDOW_GRID, smoothing_grid=SMOOTHING_GRID,
+           edge_modes=EDGE_MODES, min_improvement: float = 1e-9) -> PostprocessChoice:
+  """The wider search (not the paper's): median windows, edge modes and smoothing strengths on one split.
 
   Per dimension, greedily in the paper's order: the best (edge mode, window) of
   `edge_modes` x (`window_grid` plus the paper's window from `config`) is kept only if
@@ -452,7 +568,7 @@ def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", con
     min_improvement: the CCC gain a step needs to be kept.
 
   Returns:
-    The choice, with the CCC after each stage and of every candidate for the record.
+    The choice (procedure "search"), with the CCC after each stage and of every candidate.
   """
   paper = (81, 3) if config is None else (config.median_window_valence, config.median_window_arousal)
   try_smoothing = True if config is None else bool(config.smooth_utterances)
@@ -463,16 +579,12 @@ def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", con
     raise ValueError("edge_modes is empty: no median filter to try")
   split = _check_records(records)
   truth = _labels_in_record_order(split, labels)
-  windows, ks, modes, history, search = [1, 1], [0.0, 0.0], [edge_modes[0]] * 2, {}, {}
+  windows, ks, modes, history, tried = [1, 1], [0.0, 0.0], [edge_modes[0]] * 2, {}, {}
   for d, dim in enumerate(DIMS):
     candidates = sorted({int(w) for w in window_grid} | {int(paper[d]), 1})
     for w in candidates:
       _check_window(w)
-
-    def score(values, d=d):
-      filled = fill_missing(values[:, None], split.videos)[:, 0]
-      return metrics.ccc_official(filled, truth[:, d])
-
+    score = _scorer(split, truth, d)
     unfiltered = _dimension_values(split, d, 1, aggregate, edge_modes[0])
     raw = best = score(unfiltered)
     kept = unfiltered
@@ -492,6 +604,7 @@ def tune(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean", con
         if s > best + min_improvement:
           ks[d], best = k, s
     history[dim] = {"raw": raw, "median_filter": after_median, "smoothing": best}
-    search[dim] = {"median_window": window_scores, "smoothing_k": k_scores}
+    tried[dim] = {"median_window": window_scores, "smoothing_k": k_scores}
   return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=aggregate,
-                           edge_mode=tuple(modes), validation_ccc=history, search=search)
+                           edge_mode=tuple(modes), validation_ccc=history, search=tried,
+                           procedure="search")

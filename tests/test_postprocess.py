@@ -1,4 +1,5 @@
-"""Table VI post-processing: median filter against a loop reference, smoothing by hand, tuning keeps what helps."""
+"""Table VI post-processing: median filter against a loop reference, smoothing by hand, the paper's
+keep-or-drop procedure on frame predictions worked out by hand, the wider search keeps what helps."""
 
 import json
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import signal
 
-from omg_cnnrnn import metrics, postprocess
+from omg_cnnrnn import configs, metrics, postprocess
 
 
 def _median_reference(x, w):
@@ -112,7 +113,113 @@ def test_smoothing_by_hand():
   np.testing.assert_allclose(lonely[1], [0.4, 0.0])  # a face-less video: the split's mean
 
 
-# ----------------------------------------------------------------------------- tuning
+# ----------------------------------------------------------------------------- the paper's procedure
+def _ccc(p, t):
+  """CCC with population moments, written out (no library code)."""
+  p, t = np.asarray(p, float), np.asarray(t, float)
+  cov = np.mean((p - p.mean()) * (t - t.mean()))
+  return 2 * cov / (p.var() + t.var() + (p.mean() - t.mean()) ** 2)
+
+
+def _hand_split(frames, labels):
+  """Records of 3-frame utterances A/u1, A/u2, B/u1, B/u2 and their label table.
+
+  frames: per utterance ([3 valence frames], [3 arousal frames]); labels: per utterance (v, a).
+  """
+  keys = [("A", "u1"), ("A", "u2"), ("B", "u1"), ("B", "u2")]
+  records = [{"video": v, "utterance": u, "frame_predictions": np.array(f, float).T, "mask": np.ones(3)}
+             for (v, u), f in zip(keys, frames)]
+  table = pd.DataFrame([{"video": v, "utterance": u, "valence": lv, "arousal": la}
+                        for (v, u), (lv, la) in zip(keys, labels)])
+  return records, table
+
+
+# Validation: valence frames carry one outlier frame (the median helps; the utterances of a
+# video differ, so smoothing toward the video hurts); arousal frames sit around their video's
+# level (smoothing helps) and the 3-frame median drops the right frame of A/u1 (it hurts).
+VALIDATION = _hand_split(
+    frames=[([-0.5, -0.5, 0.4], [0.6, 0.9, 0.3]), ([0.5] * 3, [0.7] * 3),
+            ([0.0, 0.0, -0.6], [0.1] * 3), ([0.2] * 3, [0.3] * 3)],
+    labels=[(-0.5, 0.6), (0.5, 0.6), (0.0, 0.2), (0.2, 0.2)])
+
+
+def test_paper_procedure_keeps_what_helps_and_drops_what_does_not_by_hand():
+  records, labels = VALIDATION
+  choice = postprocess.tune(records, labels)  # the default: the paper's procedure, windows 81 / 3, k = 80
+  assert choice.procedure == "paper"
+  t_v, t_a = labels["valence"], labels["arousal"]
+  # Valence. Raw utterance means: -0.2, 0.5, -0.2, 0.2; CCC worked out by hand: 0.1875 / 0.22 = 75/88.
+  raw_v = [-0.2, 0.5, -0.2, 0.2]
+  assert _ccc(raw_v, t_v) == pytest.approx(75 / 88)
+  # Window 81 over 3 mirrored frames: every frame becomes the utterance's median -> the labels exactly.
+  med_v = [-0.5, 0.5, 0.0, 0.2]
+  # Smoothing, k = 80, n = 3: (3 p + 80 m) / 83, m = the video's mean (A: 0, B: 0.1) -> CCC ~0.107.
+  smooth_v = [(3 * -0.5 + 80 * 0.0) / 83, (3 * 0.5 + 80 * 0.0) / 83, (0 + 80 * 0.1) / 83, (0.6 + 80 * 0.1) / 83]
+  # Arousal. Raw means 0.6, 0.7, 0.1, 0.3: 0.09 / 0.0975 = 12/13. Window 3 on [a, b, c] mirrored:
+  # [a, median(a, b, c), c], so A/u1 [0.6, 0.9, 0.3] -> [0.6, 0.6, 0.3], mean 0.5: 0.08 / 0.09 = 8/9.
+  raw_a, med_a = [0.6, 0.7, 0.1, 0.3], [0.5, 0.7, 0.1, 0.3]
+  assert (_ccc(raw_a, t_a), _ccc(med_a, t_a)) == (pytest.approx(12 / 13), pytest.approx(8 / 9))
+  # The median was dropped, so smoothing works on the raw means (A: m = 0.65, B: m = 0.2).
+  smooth_a = [(1.8 + 52) / 83, (2.1 + 52) / 83, (0.3 + 16) / 83, (0.9 + 16) / 83]
+  assert _ccc(smooth_v, t_v) == pytest.approx(0.1065, abs=1e-4) and _ccc(smooth_a, t_a) > 12 / 13
+
+  assert choice.median_window == (81, 1)  # valence: kept (75/88 -> 1); arousal: dropped (12/13 -> 8/9)
+  assert choice.smoothing_k == (0.0, 80.0)  # valence: dropped (1 -> 0.107); arousal: kept
+  assert choice.validation_ccc == {
+      "valence": {"raw": pytest.approx(75 / 88), "median_filter": pytest.approx(1.0), "smoothing": pytest.approx(1.0)},
+      "arousal": {"raw": pytest.approx(12 / 13), "median_filter": pytest.approx(12 / 13),
+                  "smoothing": pytest.approx(_ccc(smooth_a, t_a))}}
+  # Two comparisons per dimension and nothing else: the configured window and k, beside "off".
+  assert choice.search["valence"] == {"median_window": {"reflect": {"1": pytest.approx(75 / 88), "81": 1.0}},
+                                      "smoothing_k": {"80": pytest.approx(_ccc(smooth_v, t_v))}}
+  assert choice.search["arousal"] == {"median_window": {"reflect": {"1": pytest.approx(12 / 13),
+                                                                    "3": pytest.approx(8 / 9)}},
+                                      "smoothing_k": {"80": pytest.approx(_ccc(smooth_a, t_a))}}
+  np.testing.assert_allclose(postprocess.apply(choice, records), np.stack([med_v, smooth_a], axis=1), atol=1e-12)
+
+
+def test_paper_choice_is_applied_unchanged_to_another_split_by_hand(tmp_path):
+  choice = postprocess.tune(*VALIDATION)
+  path = str(tmp_path / "postprocess.json")
+  postprocess.save_choice(choice, path)
+  loaded = postprocess.load_choice(path)
+  assert loaded == choice and loaded.procedure == "paper"
+  # Another split on which the paper's procedure would choose otherwise: the valence means are
+  # right (the median hurts) and A/u1's arousal is right without smoothing.
+  test, test_labels = _hand_split(
+      frames=[([0.1, 0.1, 0.7], [0.4] * 3), ([0.6] * 3, [0.6] * 3),
+              ([-0.4] * 3, [0.0, 0.9, 0.0]), ([0.0] * 3, [0.2] * 3)],
+      labels=[(0.3, 0.5), (0.6, 0.5), (-0.4, 0.1), (0.0, 0.1)])
+  assert postprocess.tune(test, test_labels).median_window[0] == 1
+  # The saved choice, unchanged: valence medians (A/u1: 0.1, not its mean 0.3); arousal means
+  # 0.4, 0.6, 0.3, 0.2 shrunk with k = 80 toward A: 0.5, B: 0.25.
+  want = [[0.1, (1.2 + 40) / 83], [0.6, (1.8 + 40) / 83], [-0.4, (0.9 + 20) / 83], [0.0, (0.6 + 20) / 83]]
+  np.testing.assert_allclose(postprocess.apply(loaded, test), want, atol=1e-12)
+
+
+def test_paper_procedure_follows_its_config_and_the_search_is_explicit():
+  records, labels = VALIDATION
+  # Steps turned off in the config are not tried (window 1, no smoothing): the raw predictions.
+  off = postprocess.tune(records, labels, config=configs.PostprocessConfig(
+      median_window_valence=1, median_window_arousal=1, smooth_utterances=False))
+  assert (off.median_window, off.smoothing_k, off.procedure) == ((1, 1), (0.0, 0.0), "paper")
+  assert off.search["valence"] == {"median_window": {"reflect": {"1": pytest.approx(75 / 88)}}, "smoothing_k": {}}
+  nearest = postprocess.tune(records, labels, config=configs.PostprocessConfig(median_edge_mode="nearest",
+                                                                              smoothing_k=5.0))
+  assert nearest.edge_mode == ("nearest", "nearest") and set(nearest.search["arousal"]["smoothing_k"]) == {"5"}
+  # The wider search only when asked, by argument or by config; it names itself.
+  wide = postprocess.tune(records, labels, procedure="search")
+  assert wide.procedure == "search" and len(wide.search["valence"]["median_window"]["reflect"]) > 2
+  assert postprocess.tune(records, labels, config=configs.PostprocessConfig(procedure="search")).procedure == "search"
+  with pytest.raises(ValueError, match="procedure 'best' must be one of"):
+    postprocess.tune(records, labels, procedure="best")
+  with pytest.raises(ValueError, match="postprocess.procedure 'best'"):
+    configs.PostprocessConfig(procedure="best")
+  # Every procedure has a description for the outputs that show a post-processed figure.
+  assert set(postprocess.PROCEDURE_DESCRIPTIONS) == set(postprocess.PROCEDURES) == {"paper", "search", "fixed"}
+
+
+# ----------------------------------------------------------------------------- the wider search
 def _split(seed, videos=8, utts=6, frames=(4, 60), level_spread=0.6, within=0.05, noise=0.05, outliers=0.0,
            dims=(0, 1)):
   """Records whose frames are the utterance's label plus noise (and outlier frames), and the label table.
@@ -145,9 +252,9 @@ def _score(records, labels, values):
   return metrics.evaluate_utterances(labels, preds)
 
 
-def test_tuning_keeps_the_median_filter_when_outlier_frames_spoil_the_mean():
+def test_search_keeps_the_median_filter_when_outlier_frames_spoil_the_mean():
   records, labels = _split(1, noise=0.05, outliers=0.15, within=0.3)
-  choice = postprocess.tune(records, labels)
+  choice = postprocess.search(records, labels)
   for d, dim in enumerate(postprocess.DIMS):
     hist = choice.validation_ccc[dim]
     assert choice.median_window[d] > 1, choice
@@ -162,40 +269,34 @@ def test_tuning_keeps_the_median_filter_when_outlier_frames_spoil_the_mean():
     assert result[f"{dim}_ccc"] == pytest.approx(choice.validation_ccc[dim]["smoothing"], abs=1e-12)
 
 
-def test_tuning_keeps_smoothing_when_short_noisy_utterances_share_their_video_level():
+def test_search_keeps_smoothing_when_short_noisy_utterances_share_their_video_level():
   records, labels = _split(2, frames=(2, 12), noise=0.5, within=0.02)
-  choice = postprocess.tune(records, labels)
+  choice = postprocess.search(records, labels)
   for d, dim in enumerate(postprocess.DIMS):
     hist = choice.validation_ccc[dim]
     assert choice.smoothing_k[d] > 0, choice
     assert hist["smoothing"] > hist["median_filter"] + 0.05
 
 
-def test_tuning_drops_steps_that_hurt_per_dimension():
+def test_search_drops_steps_that_hurt_per_dimension():
   # Utterances of a video differ strongly and predictions are right on their level:
   # smoothing toward the video can only hurt. Valence frames carry outliers (the median
   # filter helps there), arousal frames are exact (nothing to gain).
   records, labels = _split(3, within=0.5, noise=0.0, outliers=0.15, dims=(0,))
-  choice = postprocess.tune(records, labels)
+  choice = postprocess.search(records, labels)
   assert choice.median_window[0] > 1 and choice.median_window[1] == 1
   assert choice.smoothing_k == (0.0, 0.0)
   hist = choice.validation_ccc
   assert max(choice.search["valence"]["smoothing_k"].values()) < hist["valence"]["median_filter"]
   assert hist["arousal"]["raw"] == pytest.approx(1.0)
-  off = postprocess.tune(records, labels, window_grid=(1,), config=_NoSmoothing(), edge_modes=("reflect",))
+  off = postprocess.search(records, labels, window_grid=(1,), config=configs.PostprocessConfig(smooth_utterances=False), edge_modes=("reflect",))
   assert set(off.search["valence"]["median_window"]) == {"reflect"}
   assert set(off.search["valence"]["median_window"]["reflect"]) == {"1", "81"}  # 'off' and the paper's window
   assert set(off.search["arousal"]["median_window"]["reflect"]) == {"1", "3"}
   assert off.search["valence"]["smoothing_k"] == {} and off.smoothing_k == (0.0, 0.0)
 
 
-class _NoSmoothing:
-  median_window_valence = 81
-  median_window_arousal = 3
-  smooth_utterances = False
-
-
-def test_tuning_chooses_the_edge_mode_per_dimension():
+def test_search_chooses_the_edge_mode_per_dimension():
   """Valence: only the end frames are right (nearest helps); arousal: the end frames are wrong (reflect)."""
   rng = np.random.default_rng(9)
   records, rows = [], []
@@ -209,7 +310,7 @@ def test_tuning_chooses_the_edge_mode_per_dimension():
       frames[[0, -1], 1] += rng.choice([-3.0, 3.0], 2)  # broken first/last arousal frames
       records.append({"video": f"v{v}", "utterance": f"u{u}", "frame_predictions": frames, "mask": np.ones(n)})
       rows.append({"video": f"v{v}", "utterance": f"u{u}", "valence": truth[0], "arousal": truth[1]})
-  choice = postprocess.tune(records, pd.DataFrame(rows), smoothing_grid=())
+  choice = postprocess.search(records, pd.DataFrame(rows), smoothing_grid=())
   assert choice.edge_mode == ("nearest", "reflect"), choice
   assert choice.median_window[0] > 1 and choice.median_window[1] > 1
   hist = choice.validation_ccc  # measured: valence 0.84 -> 1.0, arousal 0.74 -> 0.999
@@ -220,9 +321,9 @@ def test_tuning_chooses_the_edge_mode_per_dimension():
     assert choice.validation_ccc[dim]["median_filter"] > max(choice.search[dim]["median_window"][other].values())
 
 
-def test_saved_choice_applied_to_another_split_gives_the_in_memory_numbers(tmp_path):
+def test_searched_choice_applied_to_another_split_gives_the_in_memory_numbers(tmp_path):
   validation, labels = _split(4, frames=(2, 30), noise=0.4, outliers=0.1, within=0.05)
-  choice = postprocess.tune(validation, labels)
+  choice = postprocess.search(validation, labels)
   assert choice.median_window != (1, 1) and choice.smoothing_k != (0.0, 0.0)
   path = str(tmp_path / "workdir" / "postprocess.json")
   postprocess.save_choice(choice, path)
@@ -317,3 +418,9 @@ def test_choices_validate_and_bad_files_are_refused(tmp_path):
   assert loaded.median_window == (81, 3) and loaded.edge_mode == ("nearest", "nearest")
   with pytest.raises(ValueError, match="odd integer"):
     postprocess.PostprocessChoice(median_window=(2, 3))
+  # The procedure travels with the choice; a file from before the field came from the search.
+  assert postprocess.choice_from_dict(dict(good, procedure="paper")).procedure == "paper"
+  assert postprocess.choice_from_dict(good).procedure == "fixed"  # built by hand above
+  assert postprocess.choice_from_dict({k: v for k, v in good.items() if k != "procedure"}).procedure == "search"
+  with pytest.raises(ValueError, match="procedure 'best'"):
+    postprocess.choice_from_dict(dict(good, procedure="best"))
