@@ -8,6 +8,11 @@
 #   table3/cnn_3rnn_2nd_last_conv   45.34 / 21.5    CNN-3RNN-2nd-last-conv
 #   table3/cnn_3rnn_last_conv       45.6  / 24.6    CNN-3RNN-last-conv
 #   table3/cnn_3rnn_fc              (no number)     CNN-3RNN-FC
+# Released-code variants, beside their paper rows (same paper row and CCC; the authors' OMG_Challenge code):
+#   table3/cnn_1rnn_released                CNN-1RNN as CNN_GRU_1RNN: GRUs on [fc1, pool5]
+#   table3/cnn_3rnn_2nd_last_conv_released  CNN-3RNN rows as train_script.py trains CNN_GRU_3RNN:
+#   table3/cnn_3rnn_last_conv_released      256 GRU units (--h_units help), no dropout between the GRUs
+#   table3/cnn_3rnn_fc_released             (DropoutWrapper keep_prob 1); the paper's text: 128 units, 0.2
 # Each row: Aff-Wild pretraining, OMG training from it, validation with the official protocol.
 # Expected GPU time (one H100-class GPU, 20k steps of 4x80 frames at 96x96, ~3 x 5.7 GFLOP a frame for
 # training): about 1-2 h a run, two runs a row (pretrain + train), so about 1 day for the table.
@@ -17,7 +22,11 @@ source "$(dirname "$0")/common.sh"
 ROWS=("$@")
 if [[ ${#ROWS[@]} -eq 0 ]]; then
   ROWS=(table3/cnn_only table3/cnn_rnn table3/cnn_1rnn table3/cnn_1rnn_released table3/cnn_2rnn table3/cnn_2rnn_fc
-        table3/cnn_3rnn_2nd_last_conv table3/cnn_3rnn_last_conv table3/cnn_3rnn_fc)
+        table3/cnn_3rnn_2nd_last_conv table3/cnn_3rnn_last_conv table3/cnn_3rnn_fc
+        table3/cnn_3rnn_2nd_last_conv_released table3/cnn_3rnn_last_conv_released table3/cnn_3rnn_fc_released)
 fi
-for row in "${ROWS[@]}"; do run_row "$row"; done
+for row in "${ROWS[@]}"; do
+  [[ "$row" == *_released ]] && echo "== $row: released-code variant" >&2
+  run_row "$row"
+done
 "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=III

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from typing import Callable
 
 from omg_cnnrnn import configs
@@ -65,11 +64,34 @@ def register(name: str):
   return wrap
 
 
-def _vgg(name, row, ccc, rnn_inputs, hidden=0, description=""):
+# Released code (OMG_Challenge train_script.py line 26, `--h_units` help: "use 128 for CNN_GRU_1RNN
+# network or 256 for CNN_GRU_3RNN network"): GRU units of the released CNN-3RNN.
+RELEASED_3RNN_UNITS = 256
+# Released code (OMG_Challenge AffWildNet.py, CNN_GRU_3RNN, line 135 and its two twins below it):
+# each GRU sits in `DropoutWrapper(input_keep_prob=1, output_keep_prob=1)`: no dropout between GRUs.
+RELEASED_RNN_DROPOUT = 0.0
+# Rows registered as the authors' released code ran them, beside the paper's text: their names end so.
+RELEASED_SUFFIX = "_released"
+
+
+def is_released_code(name: str) -> bool:
+  """Whether a registered row is a released-code variant (beside the paper-text row it twins)."""
+  return name.endswith(RELEASED_SUFFIX) or name.endswith(RELEASED_SUFFIX + "_post")
+
+
+def _vgg(name, row, ccc, rnn_inputs, hidden=0, description="", **model):
   stream = dataclasses.replace(VGG_FC_RNN, rnn_inputs=rnn_inputs)
   return ExperimentConfig(
       name=name, table="III", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
-      model=ModelConfig(streams=(stream,), hidden_fc_units=hidden), init=START_VGG_RNN, description=description)
+      model=ModelConfig(streams=(stream,), hidden_fc_units=hidden, **model), init=START_VGG_RNN,
+      description=description)
+
+
+def _vgg_3rnn_released(name, row, ccc, rnn_inputs, hidden=0):
+  """A CNN-3RNN row as the released train_script.py trains CNN_GRU_3RNN: 256 GRU units, no dropout between GRUs."""
+  return _vgg(name, f"{row} (released code)", ccc, rnn_inputs, hidden,
+              description="Released-code variant: 256 GRU units, no dropout between the GRUs (the paper: 128, 0.2).",
+              rnn_units=RELEASED_3RNN_UNITS, rnn_dropout=RELEASED_RNN_DROPOUT)
 
 
 # ----------------------------------------------------------------------------- Table III (VGG-16)
@@ -109,10 +131,13 @@ def table3_cnn_1rnn():
 def table3_cnn_1rnn_released():
   """Table III, 'CNN-1RNN' as in the authors' released code (CNN_GRU_1RNN): concat[FC1, pool5] -> RNN.
 
-  Same paper row and CCC (40.74 / 30.05); differs from the text by dropping conv5_3.
+  Same paper row and CCC (40.74 / 30.05); differs from the text by dropping conv5_3 and, as the
+  released CNN-3RNN, by no dropout between the GRUs (OMG_Challenge AffWildNet.py, CNN_GRU_1RNN's
+  `rnn_out_fc_max_pool`: `DropoutWrapper(input_keep_prob=1, output_keep_prob=1)`; Sec. IV-2: 0.2).
   Run: python -m omg_cnnrnn.train --experiment=table3/cnn_1rnn_released --workdir=... --data_dir=...
   """
-  return _vgg("table3/cnn_1rnn_released", "CNN-1RNN (released code)", (40.74, 30.05), (("fc1", "pool5"),))
+  return _vgg("table3/cnn_1rnn_released", "CNN-1RNN (released code)", (40.74, 30.05), (("fc1", "pool5"),),
+              rnn_dropout=RELEASED_RNN_DROPOUT)
 
 
 @register("table3/cnn_2rnn")
@@ -154,6 +179,39 @@ def table3_cnn_3rnn_last_conv():
               (("conv5_3",), ("pool5",), ("fc1",)))
 
 
+@register("table3/cnn_3rnn_2nd_last_conv_released")
+def table3_cnn_3rnn_2nd_last_conv_released():
+  """Table III, 'CNN-3RNN-2nd-last-conv' as the released code trains CNN-3RNN: 256 GRU units, no GRU dropout.
+
+  Same paper row and CCC (45.34 / 21.5); departs from the text (Table II: 128 units; Sec. IV-2:
+  dropout 0.2 between the GRUs) as the authors' challenge solution does: OMG_Challenge
+  train_script.py line 26 (`--h_units` help: "256 for CNN_GRU_3RNN network") and AffWildNet.py
+  line 135 (`DropoutWrapper(input_keep_prob=1, output_keep_prob=1)` around every GRU). The released
+  CNN_GRU_3RNN taps the last conv (AffWildNet.py lines 56-58: subnets `rnn_fc`, `rnn_last_conv`,
+  `rnn_max_pool`); this twin keeps the row's conv5_2, so it differs from its paper row only in
+  the released settings.
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_2nd_last_conv_released --workdir=... --data_dir=...
+  """
+  return _vgg_3rnn_released("table3/cnn_3rnn_2nd_last_conv_released", "CNN-3RNN-2nd-last-conv", (45.34, 21.5),
+                            (("conv5_2",), ("pool5",), ("fc1",)))
+
+
+@register("table3/cnn_3rnn_last_conv_released")
+def table3_cnn_3rnn_last_conv_released():
+  """Table III, 'CNN-3RNN-last-conv' as in the released code (CNN_GRU_3RNN): 256 GRU units, no GRU dropout.
+
+  Same paper row and CCC (45.6 / 24.6). The released network itself: GRU subnets on conv5_3,
+  pool5 and FC1, outputs concatenated [conv5_3, pool5, FC1] (OMG_Challenge AffWildNet.py
+  lines 56-58), trained with `--h_units=256` (train_script.py line 26: "256 for CNN_GRU_3RNN
+  network") and every GRU in `DropoutWrapper(input_keep_prob=1, output_keep_prob=1)`
+  (AffWildNet.py line 135): no dropout between GRUs. The paper's text: 128 units (Table II),
+  dropout 0.2 (Sec. IV-2).
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv_released --workdir=... --data_dir=...
+  """
+  return _vgg_3rnn_released("table3/cnn_3rnn_last_conv_released", "CNN-3RNN-last-conv", (45.6, 24.6),
+                            (("conv5_3",), ("pool5",), ("fc1",)))
+
+
 @register("table3/cnn_3rnn_fc")
 def table3_cnn_3rnn_fc():
   """Table III (text only), 'CNN-3RNN-FC': CNN-3RNN-last-conv plus a hidden FC of 64. No paper number.
@@ -162,6 +220,20 @@ def table3_cnn_3rnn_fc():
   """
   return _vgg("table3/cnn_3rnn_fc", "CNN-3RNN-FC", (None, None),
               (("conv5_3",), ("pool5",), ("fc1",)), hidden=HIDDEN_FC)
+
+
+@register("table3/cnn_3rnn_fc_released")
+def table3_cnn_3rnn_fc_released():
+  """Table III (text only), 'CNN-3RNN-FC' with the released CNN-3RNN settings: 256 GRU units, no GRU dropout.
+
+  No paper number, as its paper row. The released code has no hidden-FC variant; this twin
+  applies the released CNN_GRU_3RNN settings (OMG_Challenge train_script.py line 26: "256 for
+  CNN_GRU_3RNN network"; AffWildNet.py line 135: `DropoutWrapper` with keep_prob 1) to the
+  row's network, CNN-3RNN-last-conv plus a hidden FC of 64.
+  Run: python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_fc_released --workdir=... --data_dir=...
+  """
+  return _vgg_3rnn_released("table3/cnn_3rnn_fc_released", "CNN-3RNN-FC", (None, None),
+                            (("conv5_3",), ("pool5",), ("fc1",)), hidden=HIDDEN_FC)
 
 
 # ----------------------------------------------------------------------------- Table IV (ResNet-50)
@@ -253,11 +325,14 @@ def table5_vgg_fc_rnn_resnet_fc_rnn_fc():
 
 # ----------------------------------------------------------------------------- Table VI (post-processing)
 def _post(name, row, ccc, base):
+  # Sec. III-E, the paper's procedure (`configs.PostprocessConfig` defaults): median windows 81 /
+  # 3, then the within-video smoothing, each step kept only if it raises validation CCC. This
+  # config is what `evaluate --postprocess_experiment=<this row>` (table6.sh) applies.
   base_config = EXPERIMENTS.lookup(base)()
   return dataclasses.replace(
       base_config, name=name, table="VI", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
-      postprocess=PostprocessConfig(), base_experiment=base,
-      description=f"Post-processing (Sec. III-E) tuned on validation over the trained {base}.")
+      postprocess=PostprocessConfig(procedure="paper"), base_experiment=base,
+      description=f"Post-processing (Sec. III-E, the paper's procedure) chosen on validation over the trained {base}.")
 
 
 @register("table6/vgg16_1rnn_post")
@@ -271,6 +346,31 @@ def table6_vgg16_3rnn_last_conv_post():
   """Table VI row 2: VGG-16-3RNN-last-conv + post-processing. Paper CCC 49.1 / 26.1 (best valence)."""
   return _post("table6/vgg16_3rnn_last_conv_post", "VGG-16-3RNN-last-conv + post-processing", (49.1, 26.1),
                "table3/cnn_3rnn_last_conv")
+
+
+@register("table6/vgg16_1rnn_released_post")
+def table6_vgg16_1rnn_released_post():
+  """Table VI row 1 over the released-code CNN-1RNN (table3/cnn_1rnn_released). Paper CCC 43.1 / 31.1.
+
+  The paper's post-processing over the authors' released CNN_GRU_1RNN (OMG_Challenge
+  AffWildNet.py: GRUs on concat[FC1, pool5]), which the authors call their challenge solution.
+  Run: experiments/table6.sh table6/vgg16_1rnn_released_post
+  """
+  return _post("table6/vgg16_1rnn_released_post", "VGG-16-1RNN + post-processing (released code)", (43.1, 31.1),
+               "table3/cnn_1rnn_released")
+
+
+@register("table6/vgg16_3rnn_last_conv_released_post")
+def table6_vgg16_3rnn_last_conv_released_post():
+  """Table VI row 2 over the released-code CNN-3RNN (256 GRU units, no GRU dropout). Paper CCC 49.1 / 26.1.
+
+  The paper's post-processing over table3/cnn_3rnn_last_conv_released (OMG_Challenge
+  train_script.py line 26, AffWildNet.py line 135; see that row).
+  Run: experiments/table6.sh table6/vgg16_3rnn_last_conv_released_post
+  """
+  return _post("table6/vgg16_3rnn_last_conv_released_post",
+               "VGG-16-3RNN-last-conv + post-processing (released code)", (49.1, 26.1),
+               "table3/cnn_3rnn_last_conv_released")
 
 
 @register("table6/resnet_rnn_post")
@@ -365,12 +465,12 @@ def main(argv):
   if flags.FLAGS.json:
     print(json.dumps(rows, indent=2))
     return
-  header = f"{'name':38} {'table':5} {'row':58} {'params@96':>12} {'paper V':>8} {'paper A':>8}"
+  header = f"{'name':42} {'table':5} {'row':58} {'params@96':>12} {'paper V':>8} {'paper A':>8}"
   print(header)
   print("-" * len(header))
   for r in rows:
     params = "-" if r["params"] is None else f"{r['params']:,}"
-    print(f"{r['name']:38} {r['table']:5} {r['row']:58} {params:>12} "
+    print(f"{r['name']:42} {r['table']:5} {r['row']:58} {params:>12} "
           f"{_fmt(r['paper_ccc_valence']):>8} {_fmt(r['paper_ccc_arousal']):>8}")
 
 

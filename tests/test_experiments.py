@@ -1,5 +1,6 @@
 """Tests of the experiment registry: every paper row, names, docstrings, the CLI."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 from absl import flags
 
-from omg_cnnrnn import experiments
+from omg_cnnrnn import configs, experiments
 
 PAPER_ROWS = {  # table -> (row name -> paper CCC valence, arousal), from the paper's Tables III-VI
     "III": {"table3/cnn_only": (38.1, 25.5), "table3/cnn_rnn": (44.7, 26.9), "table3/cnn_1rnn": (40.74, 30.05),
@@ -63,3 +64,48 @@ def test_cli_json_lists_every_row():
   assert set(rows[0]) == {"name", "table", "row", "params", "paper_ccc_valence", "paper_ccc_arousal"}
   by_name = {r["name"]: r for r in rows}
   assert by_name["table5/vgg_fc_rnn_resnet_rnn"]["paper_ccc_arousal"] == 27.47
+
+
+# Released-code twins of the paper rows (the authors' OMG_Challenge train_script.py / AffWildNet.py).
+RELEASED_3RNN = {"table3/cnn_3rnn_2nd_last_conv_released": "table3/cnn_3rnn_2nd_last_conv",
+                 "table3/cnn_3rnn_last_conv_released": "table3/cnn_3rnn_last_conv",
+                 "table3/cnn_3rnn_fc_released": "table3/cnn_3rnn_fc"}
+RELEASED_TABLE6 = {"table6/vgg16_1rnn_released_post": ("table6/vgg16_1rnn_post", "table3/cnn_1rnn_released"),
+                   "table6/vgg16_3rnn_last_conv_released_post": ("table6/vgg16_3rnn_last_conv_post",
+                                                                 "table3/cnn_3rnn_last_conv_released")}
+
+
+def test_released_cnn_3rnn_rows_differ_from_their_paper_rows_only_by_the_released_settings():
+  for name, paper_name in RELEASED_3RNN.items():
+    released, paper = experiments.get(name), experiments.get(paper_name)
+    # train_script.py --h_units help "256 for CNN_GRU_3RNN"; DropoutWrapper keep_prob 1 (no GRU dropout).
+    assert (released.model.rnn_units, released.model.rnn_dropout) == (256, 0.0)
+    assert (paper.model.rnn_units, paper.model.rnn_dropout) == (128, 0.2)  # Table II, Sec. IV-2
+    assert released.model == dataclasses.replace(paper.model, rnn_units=256, rnn_dropout=0.0)
+    assert released.init == paper.init == experiments.get("table3/cnn_1rnn_released").init
+    assert (released.table, released.paper_ccc_valence, released.paper_ccc_arousal) == (
+        paper.table, paper.paper_ccc_valence, paper.paper_ccc_arousal)
+    assert released.row == f"{paper.row} (released code)" and experiments.is_released_code(name)
+    doc = experiments.EXPERIMENTS.lookup(name).__doc__
+    assert "train_script.py line 26" in doc and "AffWildNet.py" in doc and "line 135" in doc, name
+    assert f"--experiment={name}" in doc
+
+
+def test_released_table6_rows_post_process_the_released_networks():
+  for name, (paper_name, base) in RELEASED_TABLE6.items():
+    released, paper = experiments.get(name), experiments.get(paper_name)
+    assert released.base_experiment == base and experiments.is_released_code(base)
+    assert released.model == experiments.get(base).model and released.postprocess == paper.postprocess
+    assert (released.paper_ccc_valence, released.paper_ccc_arousal) == (paper.paper_ccc_valence,
+                                                                         paper.paper_ccc_arousal)
+    assert experiments.is_released_code(name) and not experiments.is_released_code(paper_name)
+  assert [n for n in experiments.names() if experiments.is_released_code(n)] == [
+      "table3/cnn_1rnn_released", *RELEASED_3RNN, *RELEASED_TABLE6]
+
+
+def test_table6_rows_register_the_papers_postprocessing():
+  for name in [*PAPER_ROWS["VI"], *RELEASED_TABLE6]:
+    post = experiments.get(name).postprocess
+    # Sec. III-E: windows 81 / 3, then smoothing; each step kept only if it raises validation CCC.
+    assert post == configs.PostprocessConfig(median_window_valence=81, median_window_arousal=3,
+                                             smooth_utterances=True, procedure="paper")

@@ -20,6 +20,10 @@ PINNED_PARAMS = {
     "table3/cnn_3rnn_2nd_last_conv": 44_458_818,
     "table3/cnn_3rnn_last_conv": 44_458_818,
     "table3/cnn_3rnn_fc": 44_482_818,
+    # Released-code CNN-3RNN (train_script.py --h_units=256): GRUs of 256 units, output 768 -> 2.
+    "table3/cnn_3rnn_2nd_last_conv_released": 56_209_218,
+    "table3/cnn_3rnn_last_conv_released": 56_209_218,
+    "table3/cnn_3rnn_fc_released": 56_257_026,
     "table4/cnn_only": 23_565_250,
     "table4/cnn_rnn": 24_496_066,
     "table4/cnn_fc_rnn": 33_675_202,
@@ -29,6 +33,8 @@ PINNED_PARAMS = {
     "table5/vgg_fc_rnn_resnet_fc_rnn_fc": 69_005_762,
     "table6/vgg16_1rnn_post": 44_161_858,
     "table6/vgg16_3rnn_last_conv_post": 44_458_818,
+    "table6/vgg16_1rnn_released_post": 37_083_970,
+    "table6/vgg16_3rnn_last_conv_released_post": 56_209_218,
     "table6/resnet_rnn_post": 24_496_066,
     "table6/fusion_post": 59_810_562,
     "testing": 15_342_418,
@@ -71,6 +77,11 @@ def _paper_count(name):
       "table3/cnn_2rnn": VGG_CONV + fc1 + _gru2(POOL5) + _gru2(4096) + _dense(256, 2),
       "table3/cnn_2rnn_fc": VGG_CONV + fc1 + _gru2(POOL5) + _gru2(4096) + _dense(256, 64) + _dense(64, 2),
       "table3/cnn_3rnn_last_conv": VGG_CONV + fc1 + _gru2(CONV5) + _gru2(POOL5) + _gru2(4096) + _dense(384, 2),
+      "table3/cnn_1rnn_released": VGG_CONV + fc1 + _gru2(4096 + POOL5) + _dense(128, 2),
+      "table3/cnn_3rnn_last_conv_released": (VGG_CONV + fc1 + _gru2(CONV5, 256) + _gru2(POOL5, 256)
+                                             + _gru2(4096, 256) + _dense(768, 2)),
+      "table3/cnn_3rnn_fc_released": (VGG_CONV + fc1 + _gru2(CONV5, 256) + _gru2(POOL5, 256) + _gru2(4096, 256)
+                                      + _dense(768, 64) + _dense(64, 2)),
       "table4/cnn_only": RESNET + _dense(2048, 2),
       "table4/cnn_rnn": RESNET + _gru2(2048) + _dense(128, 2),
       "table4/cnn_fc_rnn": RESNET + _dense(2048, 4096) + _gru2(4096) + _dense(128, 2),
@@ -104,7 +115,9 @@ def test_parameter_count_is_pinned(name, built_96):
 
 
 @pytest.mark.parametrize("name", ["table3/cnn_only", "table3/cnn_rnn", "table3/cnn_1rnn", "table3/cnn_2rnn",
-                                  "table3/cnn_2rnn_fc", "table3/cnn_3rnn_last_conv", "table4/cnn_only",
+                                  "table3/cnn_2rnn_fc", "table3/cnn_3rnn_last_conv", "table3/cnn_1rnn_released",
+                                  "table3/cnn_3rnn_last_conv_released", "table3/cnn_3rnn_fc_released",
+                                  "table4/cnn_only",
                                   "table4/cnn_rnn", "table4/cnn_fc_rnn", "table5/vgg_fc_rnn_resnet_rnn"])
 def test_parameter_count_matches_the_papers_layer_sizes(name):
   assert PINNED_PARAMS[name] == _paper_count(name)
@@ -245,6 +258,17 @@ def test_dropout_rates_follow_the_paper():
   assert model.get_layer("vgg16_fc1").units == 4096
 
 
+@pytest.mark.parametrize("name", ["table3/cnn_3rnn_2nd_last_conv_released", "table3/cnn_3rnn_last_conv_released",
+                                  "table3/cnn_3rnn_fc_released", "table3/cnn_1rnn_released"])
+def test_released_rows_have_no_dropout_between_grus_and_3rnn_has_256_units(name):
+  """Released code: train_script.py --h_units=256 for CNN_GRU_3RNN, DropoutWrapper(keep_prob=1) around each GRU."""
+  model = omg_cnnrnn.build_model(name, image_size=32)
+  grus = [layer for layer in model.layers if "_rnn_" in layer.name and "_gru" in layer.name]
+  assert (len(grus), {layer.units for layer in grus}) == ((2, {128}) if "1rnn" in name else (6, {256}))
+  assert not [layer.name for layer in model.layers if "_rnn_" in layer.name and "dropout" in layer.name]
+  assert model.get_layer("vgg16_fc1_dropout").rate == 0.5  # FC1's dropout stays (AffWildNet.py keeps it too)
+
+
 def test_invalid_taps_fail_with_the_valid_names():
   bad = configs.ModelConfig(streams=(configs.StreamConfig("resnet50", (), (), (("conv5_3",),)),))
   with pytest.raises(ValueError, match="unknown RNN input taps"):
@@ -257,3 +281,4 @@ def test_resnet_batch_norm_momentum_comes_from_the_config():
     model = models.build_model(configs.ModelConfig(streams=(stream,), batch_norm_momentum=momentum), image_size=32)
     bns = [layer for layer in model.get_layer("resnet50").layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
     assert len(bns) == 53 and {bn.momentum for bn in bns} == {momentum}
+
