@@ -199,7 +199,7 @@ def _load_workdir(path: str, which: str):
   try:
     model, config = train.load_workdir_model(path, which)
   except FileNotFoundError:
-    raise ModelError(path, "no trained weights in the workdir (neither best/model nor checkpoints/)") from None
+    raise ModelError(path, "no trained weights in the workdir (neither best/ nor checkpoints/)") from None
   except ValueError as e:
     raise ModelError(path, str(e)) from None
   module = export.ServingModule(model, config)

@@ -11,7 +11,9 @@ The workdir holds everything of a run:
   (tf.train.CheckpointManager), so a killed run resumes where its last checkpoint was,
   with no lost or repeated steps beyond it and, on CPU, the same weights as a run
   that was never interrupted;
-- `best/`: the model weights with the best validation CCC, and `best.json`;
+- `best/model-N`: the model weights with the best validation CCC (a CheckpointManager keeping
+  one: a new best is written beside the old and swapped in atomically), and `best.json`
+  (its step, scores and prefix);
 - `tensorboard/{train,validation}`: TensorBoard logs; `history.jsonl`: the same as JSON lines;
 - `init_report.json`: what a warm start loaded, skipped and left fresh.
 
@@ -62,15 +64,41 @@ def _random_generators(model: tf_keras.Model) -> list:
   return gens
 
 
+BEST_DIR = "best"
+
+
+def best_weights_prefix(workdir: str) -> str | None:
+  """The checkpoint prefix of a workdir's best-validation weights, or None if it has none.
+
+  `best/` is a CheckpointManager directory (max_to_keep=1): each new best is written to a
+  fresh prefix, then the `checkpoint` state file is replaced atomically, then the old prefix
+  is deleted, so a kill at any point leaves one complete set of best weights. Workdirs of
+  earlier versions hold a single `best/model` prefix (no state file); it is still read.
+  """
+  best = os.path.join(workdir, BEST_DIR)
+  prefix = tf.train.latest_checkpoint(best)
+  if prefix is not None and tf.io.gfile.exists(prefix + ".index"):
+    return prefix
+  legacy = os.path.join(best, "model")
+  if os.path.exists(legacy + ".index"):
+    return legacy
+  return None
+
+
 def _resolve_source(init_from: str) -> tuple[str, str]:
-  """(config.json path, checkpoint prefix) of a workdir, a checkpoint dir or a checkpoint prefix."""
+  """(config.json path, checkpoint prefix) of a workdir, a checkpoint dir or a checkpoint prefix.
+
+  A workdir gives its best-validation weights (the paper's second fusion start: "the
+  networks that had the best performance"), else its latest checkpoint.
+  """
   if os.path.isdir(init_from):
     workdir = init_from
-    best = os.path.join(workdir, "best")
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    prefix = tf.train.latest_checkpoint(best) or tf.train.latest_checkpoint(ckpt_dir) or tf.train.latest_checkpoint(workdir)
+    prefix = (best_weights_prefix(workdir) or tf.train.latest_checkpoint(ckpt_dir)
+              or tf.train.latest_checkpoint(workdir))
     if prefix is None:
-      raise FileNotFoundError(f"--init_from={init_from}: no checkpoint found in {best} or {ckpt_dir}")
+      raise FileNotFoundError(f"--init_from={init_from}: no checkpoint found in "
+                              f"{os.path.join(workdir, BEST_DIR)} or {ckpt_dir}")
   else:
     prefix = init_from
     if not tf.io.gfile.exists(prefix + ".index"):
@@ -260,6 +288,7 @@ class Trainer:
       self._update_scales = [(v, scale[path]) for path, layer in named_layers(self.model)
                              for v in layer.trainable_weights if scale.get(path, 1.0) != 1.0]
     self.best_path = os.path.join(workdir, "best.json")
+    self._best_manager = None  # Created on the first new best (the chief only validates).
     self.writers = {k: (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
                         if self.is_chief else tf.summary.create_noop_writer())
                     for k in ("train", "validation")}
@@ -382,7 +411,7 @@ class Trainer:
         self._history({"step": step, "split": self.eval_split, **last})
         if best is None or score > best["score"]:
           best = {"step": step, "score": score, **last}
-          tf.train.Checkpoint(model=self.model).write(os.path.join(self.workdir, "best", "model"))
+          best["weights"] = os.path.basename(self._save_best())
           with open(self.best_path + ".tmp", "w") as f:
             json.dump(best, f, indent=2)
           os.replace(self.best_path + ".tmp", self.best_path)
@@ -399,6 +428,33 @@ class Trainer:
           tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: tf.constant(1.0)), axis=None))()
     return {"start_step": start, "end_step": int(self.step.numpy()), "last_eval": last, "best": best}
 
+  def _save_best(self) -> str:
+    """Writes the model to a fresh `best/model-N` prefix and swaps it in; returns the prefix.
+
+    N is one more than any best prefix written before (never the step: a resumed run that
+    re-validates a step must not rewrite the only copy in place). The manager writes the new
+    prefix, then atomically replaces `best/checkpoint`, then deletes the old prefix.
+    """
+    best_dir = os.path.join(self.workdir, BEST_DIR)
+    if self._best_manager is None:
+      self._best_manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=self.model), best_dir,
+                                                      max_to_keep=1, checkpoint_name="model")
+    numbers = [0]
+    for name in os.listdir(best_dir) if os.path.isdir(best_dir) else ():
+      head, _, tail = name.partition(".")
+      if head.startswith("model-") and head[6:].isdigit():
+        numbers.append(int(head[6:]))
+    prefix = self._best_manager.save(checkpoint_number=max(numbers) + 1)
+    # Whatever else is in best/ is superseded: an earlier version's fixed `model` prefix, or a
+    # prefix (or its `_temp` folder) that a killed run left half written and never recorded.
+    keep = os.path.basename(prefix)
+    for name in os.listdir(best_dir):
+      head = name.partition(".")[0]
+      if name != "checkpoint" and head != keep and name.startswith("model"):
+        path = os.path.join(best_dir, name)
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    return prefix
+
   def _read_best(self):
     if os.path.exists(self.best_path):
       with open(self.best_path) as f:
@@ -413,19 +469,21 @@ class Trainer:
 def load_workdir_model(workdir: str, which: str = "best") -> tuple[tf_keras.Model, configs.ExperimentConfig]:
   """The model of a training workdir: its best weights (or the latest checkpoint) and config.
 
+  `which="best"` falls back to the latest checkpoint when the run never validated.
+
   Strict: every variable of the network must come from the checkpoint, so a checkpoint
   of another architecture fails (ValueError naming it) instead of leaving random weights.
   """
   with open(os.path.join(workdir, "config.json")) as f:
     config = configs.experiment_from_dict(json.load(f))
   model = models.build_model(config.model, image_size=config.data.image_size)
-  prefix = None
-  if which == "best" and os.path.exists(os.path.join(workdir, "best", "model.index")):
-    prefix = os.path.join(workdir, "best", "model")
-  else:
+  if which not in ("best", "latest"):
+    raise ValueError(f"which={which!r}: must be 'best' or 'latest'")
+  prefix = best_weights_prefix(workdir) if which == "best" else None
+  if prefix is None:
     prefix = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   if prefix is None:
-    raise FileNotFoundError(f"no trained weights in {workdir} (neither best/model nor checkpoints/)")
+    raise FileNotFoundError(f"no trained weights in {workdir} (neither best/ nor checkpoints/)")
   try:
     tf.train.Checkpoint(model=model).read(prefix).assert_existing_objects_matched().expect_partial()
   except (AssertionError, ValueError, tf.errors.OpError) as e:

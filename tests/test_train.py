@@ -98,7 +98,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   trainer = train.Trainer(_config(**{"train.eval_every_steps": 2}), workdir, str(data / "records"),
                           log=lambda s: None)
   result = trainer.train()
-  assert result["end_step"] == 4 and os.path.exists(os.path.join(workdir, "best", "model.index"))
+  assert result["end_step"] == 4 and os.path.exists(train.best_weights_prefix(workdir) + ".index")
   assert os.path.exists(os.path.join(workdir, "config.json"))
   assert os.listdir(os.path.join(workdir, "tensorboard", "train"))
 
@@ -140,3 +140,59 @@ def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
   with pytest.raises(ValueError, match="do not line up"):
     evaluate.evaluate_workdir(workdir, str(data / "records"), "validation", str(tmp_path / "e"),
                               labels_csv=str(tmp_path / "short.csv"), which="latest")
+
+
+def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp_path, monkeypatch):
+  """The paper's second fusion start ("the networks that had the best performance")."""
+  workdir = str(tmp_path / "src")
+  trainer = train.Trainer(_config(**{"train.num_steps": 6, "train.eval_every_steps": 2}), workdir,
+                          str(data / "records"), log=lambda s: None)
+  at_eval = {}
+  scores = {2: 0.1, 4: 0.5, 6: 0.2}  # The best step (4) is neither the first nor the last.
+
+  def fake_evaluate():
+    step = int(trainer.step.numpy())
+    at_eval[step] = _weights(trainer.model)
+    return {"valence_ccc": scores[step], "arousal_ccc": scores[step]}
+
+  monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+  result = trainer.train()
+  assert result["best"]["step"] == 4 and result["end_step"] == 6
+  assert any(not np.array_equal(a, b) for a, b in zip(at_eval[4], at_eval[6]))
+  # One set of best weights, swapped in (the step-2 prefix is gone), recorded in best.json.
+  with open(os.path.join(workdir, "best.json")) as f:
+    recorded = json.load(f)
+  assert recorded["step"] == 4 and recorded["weights"] == "model-2"
+  assert sorted(n for n in os.listdir(os.path.join(workdir, "best")) if n.endswith(".index")) == ["model-2.index"]
+  # A prefix half-written by a killed run (never recorded in best/checkpoint) is not read.
+  with open(os.path.join(workdir, "best", "model-9.index"), "wb") as f:
+    f.write(b"truncated")
+
+  target = train.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "dst"), str(data / "records"),
+                         eval_split=None, init_from=[workdir], log=lambda s: None)
+  for a, b in zip(_weights(target.model), at_eval[4]):
+    np.testing.assert_array_equal(a, b)
+  with open(tmp_path / "dst" / "init_report.json") as f:
+    assert json.load(f)["sources"][0]["checkpoint"].endswith(os.path.join("best", "model-2"))
+  best_model, _ = train.load_workdir_model(workdir, which="best")
+  for a, b in zip(_weights(best_model), at_eval[4]):
+    np.testing.assert_array_equal(a, b)
+  latest_model, _ = train.load_workdir_model(workdir, which="latest")
+  for a, b in zip(_weights(latest_model), at_eval[6]):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_best_weights_of_an_earlier_layout_are_still_read(data, tmp_path):
+  """Workdirs written before the atomic swap hold one fixed `best/model` prefix."""
+  workdir = str(tmp_path / "old")
+  trainer = train.Trainer(_config(**{"train.num_steps": 2}), workdir, str(data / "records"), eval_split=None,
+                          log=lambda s: None)
+  want = _weights(trainer.model)
+  tf.train.Checkpoint(model=trainer.model).write(os.path.join(workdir, "best", "model"))
+  trainer.train()
+  assert train.best_weights_prefix(workdir) == os.path.join(workdir, "best", "model")
+  model, _ = train.load_workdir_model(workdir)
+  for a, b in zip(_weights(model), want):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="which='newest'"):
+    train.load_workdir_model(workdir, which="newest")
