@@ -43,6 +43,7 @@ import re
 import sys
 import time
 import traceback
+import unicodedata
 from typing import Callable
 
 import numpy as np
@@ -91,6 +92,26 @@ class Settings:
   # Aff-Wild: annotation lines vs decoded frames may differ by max(2, this x frames)
   # (a warning; labels are aligned from the first frame); more is an error.
   frame_mismatch_tolerance: float = 0.02
+
+
+def name_problem(item: Item) -> str | None:
+  """Why an item's names cannot be prepared, or None.
+
+  A control character (a NUL byte, an escape) or an unpaired surrogate in the video, the
+  utterance or the file path: the OS refuses such paths (a NUL made `os.stat` abort the
+  whole run), and printed they could rewrite the terminal. Reported per row instead.
+  """
+  for what, text in (("video", item.video), ("utterance", item.utterance), ("source", item.source)):
+    bad = [c for c in str(text) if unicodedata.category(c) in ("Cc", "Cs")]
+    if bad:
+      return f"{what} {str(text)!r} holds control characters {sorted(set(bad))!r}: not a usable file name"
+  return None
+
+
+def shown(name) -> str:
+  """A name as printed in reports: as it is, or escaped (repr) if it holds unprintable characters."""
+  text = str(name)
+  return text if text.isprintable() else repr(text)
 
 
 def safe_key(*parts: str) -> str:
@@ -387,6 +408,17 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
   keys = [it.key for it in items]
   if len(set(keys)) != len(keys):
     raise ValueError("two items share a key: their files and fingerprints would collide")
+  # Unusable names fail their own row, never the run.
+  problems = list(problems)
+  usable = []
+  for it in items:
+    reason = name_problem(it)
+    if reason is None:
+      usable.append(it)
+    else:
+      problems.append({"split": it.split, "video": it.video, "utterance": it.utterance, "row": it.row,
+                       "source": it.source, "dataset": it.dataset, "reason": reason})
+  items = usable
   os.makedirs(output_dir, exist_ok=True)
   fps_ = {it.key: fingerprint(it, settings) for it in items}
   mine = [it for it in items if it.order % num_shards == shard_index]
@@ -400,7 +432,8 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
   for p in problems:
     level = "ERROR" if p.get("status", "error") == "error" else "NOTE"
     where = f" row {p['row']}" if p.get("row", 0) > 0 else ""
-    _say(f"[prepare] {level} {p['source']}{where} ({p['video']}/{p['utterance']}): {p['reason']}")
+    _say(f"[prepare] {level} {shown(p['source'])}{where} ({shown(p['video'])}/{shown(p['utterance'])}): "
+         f"{p['reason']}")
   t0 = time.perf_counter()
   frames = 0
   bar = tqdm(total=len(todo), desc=f"prepare {len(todo)} of {len(mine)}", unit="item", disable=not progress,

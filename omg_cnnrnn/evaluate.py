@@ -26,10 +26,17 @@ Writes to `--output_dir`:
 - `frame_predictions_<split>.csv`: video, utterance, frame, face/label mask, per-frame predictions;
 - `predictions_<split>.csv`: the label file's columns in its row order, valence/arousal
   replaced by the (post-processed) predictions: what the challenge's own scorer reads.
-Predictions are matched to labels by (video, utterance); files that do not line up are refused.
+- `postprocess.json`: with `--tune_postprocess`, the choice (also saved in the workdir, after
+  the rest: a failed evaluation leaves the workdir's earlier choice in place).
+Predictions are matched to labels by (video, utterance); a prepared utterance the labels lack
+is refused. The outputs appear as a unit: computed and checked first, staged, then moved in
+with `metrics.json` last (it lists the files it describes; no `metrics.json`, no complete set).
 
 Utterances in which no frame has a face get the mean prediction of the other
-utterances of their video (the global mean if none), and are counted in `metrics.json`.
+utterances of their video (the global mean if none), and are counted in `metrics.json`;
+labelled utterances that were not prepared at all (a clip that failed in data prep) are
+filled the same way, counted (`utterances_not_prepared`) and named (`not_prepared`).
+NaN/inf predictions are an error naming the utterance.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -90,8 +98,13 @@ def utterance_table(records: list[dict], aggregate: str = "mean",
     aggregate: utterance value of the valid frames, "mean" or "median".
     values: optional [N, 2] utterance predictions to use instead (e.g. post-processed ones).
   """
+  check_finite(records)
   labels = pd.DataFrame([{"video": r["video"], "utterance": r["utterance"], "valence": r["valence"],
                           "arousal": r["arousal"]} for r in records])
+  if values is not None and not np.isfinite(np.asarray(values, np.float64)).all():
+    i = int(np.flatnonzero(~np.isfinite(np.asarray(values, np.float64)).all(axis=1))[0])
+    raise ValueError(f"utterance {records[i]['video']}/{records[i]['utterance']}: non-finite utterance "
+                     f"prediction {np.asarray(values)[i].tolist()}")
   if values is None:
     values = np.array([metrics.utterance_value(r["frame_predictions"], r["mask"], aggregate) for r in records],
                       dtype=np.float64).reshape(-1, 2)
@@ -99,6 +112,21 @@ def utterance_table(records: list[dict], aggregate: str = "mean",
   preds["valence"], preds["arousal"] = values[:, 0], values[:, 1]
   preds, faceless = fill_faceless(preds)
   return labels, preds, faceless
+
+
+def check_finite(records: list[dict]) -> None:
+  """Refuses NaN/inf predictions on valid frames (they would score as CCC 0 silently).
+
+  Raises:
+    ValueError: naming the first such utterance and how many of its frames.
+  """
+  for r in records:
+    p = np.asarray(r["frame_predictions"], np.float64)[np.asarray(r["mask"]) > 0]
+    bad = ~np.isfinite(p).all(axis=1)
+    if bad.any():
+      raise ValueError(f"utterance {r['video']}/{r['utterance']}: non-finite predictions (NaN/inf) on "
+                       f"{int(bad.sum())} of its {len(p)} valid frames, e.g. frame "
+                       f"{int(np.flatnonzero(np.asarray(r['mask']) > 0)[np.flatnonzero(bad)[0]])}")
 
 
 def fill_faceless(predictions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -254,11 +282,71 @@ def choose_base_run(root: str, row: str, split: str = "validation", output: str 
   return decision
 
 
+def _key(video, utterance) -> tuple[str, str]:
+  return str(video).strip(), str(utterance).strip()
+
+
+def unprepared_utterances(official: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+  """Labelled utterances the prepared split lacks (e.g. a clip that could not be prepared).
+
+  Raises:
+    ValueError: prepared utterances the labels lack (the label file of another split?), or
+      no labelled utterance prepared at all; names a few.
+  """
+  prepared = [_key(r["video"], r["utterance"]) for r in records]
+  labelled = [_key(v, u) for v, u in zip(official["video"], official["utterance"])]
+  extra = sorted(set(prepared) - set(labelled))
+  if extra:
+    raise ValueError(f"predictions do not line up with the labels: {len(extra)} prepared (video, utterance) keys "
+                     f"are not in the labels ({', '.join('/'.join(k) for k in extra[:5])})")
+  missing = [k not in set(prepared) for k in labelled]
+  if labelled and all(missing):
+    raise ValueError(f"predictions do not line up with the labels: none of the {len(labelled)} labelled "
+                     "utterances is in the prepared split (the label file of another split?)")
+  return official.loc[missing, ["video", "utterance", "valence", "arousal"]].reset_index(drop=True)
+
+
+def _with_unprepared(labels: pd.DataFrame, preds: pd.DataFrame,
+                     unprepared: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """Appends the unprepared utterances, filled like face-less ones (`fill_faceless`)."""
+  if len(unprepared) == 0:
+    return labels, preds
+  labels = pd.concat([labels, unprepared], ignore_index=True)
+  blank = unprepared[["video", "utterance"]].assign(valence=np.nan, arousal=np.nan)
+  preds, _ = fill_faceless(pd.concat([preds, blank], ignore_index=True))
+  return labels, preds
+
+
+def _sweep_staging(output_dir: str) -> None:
+  """Removes staging folders of evaluations that were killed (their process is gone)."""
+  import shutil
+
+  for name in os.listdir(output_dir):
+    if not (name.startswith(".evaluate-") and name.endswith(".tmp")):
+      continue
+    try:
+      pid = int(name[len(".evaluate-"):-len(".tmp")].split("-")[0])
+      os.kill(pid, 0)
+      alive = pid != os.getpid()
+    except (ValueError, ProcessLookupError):
+      alive = False
+    except PermissionError:
+      alive = True
+    if not alive:
+      shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+
+
 def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, labels_csv: str | None = None,
                      tune_postprocess: bool = False, postprocess_path: str | None = None,
                      which: str = "best", postprocess_experiment: str = "",
                      postprocess_procedure: str = "") -> dict:
   """Evaluates a training workdir on one split and writes the outputs (see the module docstring).
+
+  Outputs are written as a unit and last: everything is computed and checked first, written
+  into a staging folder inside `output_dir`, then the old `metrics.json` is removed, the
+  other files are moved into place and `metrics.json` last (its presence means the set
+  beside it is complete and consistent); the tuned choice reaches `<workdir>/postprocess.json`
+  only after that. A failure before the moves leaves every earlier output as it was.
 
   Args:
     workdir: training workdir (its best weights, or the latest checkpoint with which="latest").
@@ -266,10 +354,12 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
     split: split name of the shards (e.g. "validation").
     output_dir: where metrics.json and the CSVs go.
     labels_csv: the official label CSV of the split; the prediction CSV takes its columns and
-      row order, and every (video, utterance) must line up with the prepared split.
+      row order. Every prepared utterance must be labelled; a labelled utterance that was not
+      prepared (no frames at all) is filled like a face-less one, scored, and counted and
+      named in metrics.json (`utterances_not_prepared`, `not_prepared`).
     tune_postprocess: choose the Table VI post-processing on this split (`postprocess.tune`, the
-      paper's procedure unless the settings say "search"), save the choice as
-      `<workdir>/postprocess.json` (and in output_dir) and report post-processed metrics.
+      paper's procedure unless the settings say "search"; on the prepared utterances), save the
+      choice as `<workdir>/postprocess.json` (and in output_dir) and report post-processed metrics.
     postprocess_path: apply a saved choice unchanged (e.g. tuned on validation, applied to test).
     which: "best" or "latest" weights.
     postprocess_experiment: with tune_postprocess, the registered (Table VI) row whose
@@ -278,7 +368,13 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
 
   Returns:
     The metrics written to `metrics.json`.
+
+  Raises:
+    ValueError: labels that do not line up (prepared utterances the labels lack), non-finite
+      predictions (naming the utterance), a bad saved choice.
   """
+  import shutil
+
   from omg_cnnrnn import train  # Lazy: train imports this module for validation.
 
   if (postprocess_experiment or postprocess_procedure) and not tune_postprocess:
@@ -286,31 +382,38 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
                      "tune_postprocess (a saved choice, postprocess_path, is applied as it is)")
   if tune_postprocess and postprocess_path:
     raise ValueError("tune_postprocess and postprocess_path exclude each other: tune here, or apply a saved choice")
+  # Every input is read before the network runs, so a bad one fails fast and names itself.
+  official = label_files.read_omg_labels(labels_csv) if labels_csv else None
+  saved_choice = postprocess.load_choice(postprocess_path) if postprocess_path else None
   model, config = train.load_workdir_model(workdir, which=which)
   settings, source = postprocess_config(config, postprocess_experiment, postprocess_procedure)
-  os.makedirs(output_dir, exist_ok=True)
   records = predict_split(model, config, data_dir, split)
+  unprepared = unprepared_utterances(official, records) if official is not None else pd.DataFrame(
+      columns=["video", "utterance", "valence", "arousal"])
+  not_prepared = {"utterances_not_prepared": len(unprepared),
+                  "not_prepared": ["/".join(_key(v, u)) for v, u in zip(unprepared["video"], unprepared["utterance"])]}
   aggregate = config.data.utterance_aggregate
-  labels, preds, faceless = utterance_table(records, aggregate)
+  prepared_labels, preds, faceless = utterance_table(records, aggregate)
+  labels, preds = _with_unprepared(prepared_labels, preds, unprepared)
   raw = score_tables(labels, preds)
   raw.update(frame_level_ccc(records))
   raw["utterances_without_face"] = faceless
+  raw.update(not_prepared)
   result = {split: raw, f"{split}_raw": raw, "experiment": config.name, "workdir": workdir}
 
-  choice = None
+  choice = saved_choice
   if tune_postprocess:
-    choice = postprocess.tune(records, labels, aggregate=aggregate, config=settings)
+    choice = postprocess.tune(records, prepared_labels, aggregate=aggregate, config=settings)
     source = f"chosen on {split} with the settings of {source}"
-    for path in (os.path.join(workdir, "postprocess.json"), os.path.join(output_dir, "postprocess.json")):
-      postprocess.save_choice(choice, path)
   elif postprocess_path:
-    choice = postprocess.load_choice(postprocess_path)
     source = f"saved choice {postprocess_path}, applied unchanged"
   if choice is not None:
     values = postprocess.apply(choice, records, aggregate=aggregate)
     _, post_preds, _ = utterance_table(records, aggregate, values=values)
+    _, post_preds = _with_unprepared(prepared_labels, post_preds, unprepared)
     post = score_tables(labels, post_preds)
     post["utterances_without_face"] = faceless
+    post.update(not_prepared)
     post["postprocess"] = postprocess.choice_to_dict(choice)
     post["postprocess_procedure"] = choice.procedure
     post["postprocess_description"] = postprocess.PROCEDURE_DESCRIPTIONS[choice.procedure]
@@ -320,15 +423,32 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
     result[f"{split}_postprocessed"] = post
     preds = post_preds
 
-  _write_frame_predictions(os.path.join(output_dir, f"frame_predictions_{split}.csv"), records)
-  if labels_csv:
-    official = label_files.read_omg_labels(labels_csv)
-    metrics.write_prediction_csv(os.path.join(output_dir, f"predictions_{split}.csv"), official, preds)
-  else:
-    preds.to_csv(os.path.join(output_dir, f"predictions_{split}.csv"), index=False)
-  with open(os.path.join(output_dir, "metrics.json.tmp"), "w") as f:
-    json.dump(result, f, indent=2, default=float)
-  os.replace(os.path.join(output_dir, "metrics.json.tmp"), os.path.join(output_dir, "metrics.json"))
+  os.makedirs(output_dir, exist_ok=True)
+  _sweep_staging(output_dir)
+  staging = os.path.join(output_dir, f".evaluate-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+  os.makedirs(staging)
+  try:
+    names = [f"frame_predictions_{split}.csv", f"predictions_{split}.csv"]
+    _write_frame_predictions(os.path.join(staging, names[0]), records)
+    if official is not None:
+      metrics.write_prediction_csv(os.path.join(staging, names[1]), official, preds)
+    else:
+      preds.to_csv(os.path.join(staging, names[1]), index=False)
+    if tune_postprocess:
+      names.append("postprocess.json")
+      postprocess.save_choice(choice, os.path.join(staging, names[-1]))
+    result["files"] = sorted(names)
+    with open(os.path.join(staging, "metrics.json"), "w") as f:
+      json.dump(result, f, indent=2, default=float)
+    # The moves: metrics.json goes first and comes back last, so it never describes a mixed set.
+    if os.path.exists(os.path.join(output_dir, "metrics.json")):
+      os.remove(os.path.join(output_dir, "metrics.json"))
+    for name in names + ["metrics.json"]:
+      os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  if tune_postprocess:  # The workdir's saved choice changes only once its evaluation is complete.
+    postprocess.save_choice(choice, os.path.join(workdir, "postprocess.json"))
   return result
 
 

@@ -77,6 +77,10 @@ DIMS = metrics.DIMENSIONS
 # Candidate windows in frames (OMG video runs at 25-30 fps; utterances ~8 s); the paper's
 # windows are added by `tune`. 1 = off.
 WINDOW_GRID = (1, 3, 5, 9, 15, 27, 41, 81, 121, 161)
+# The widest window a choice may hold: twice the widest searched one (~13 s at 25 fps, longer
+# than an OMG utterance). `omg-predict` holds half a window of frames back, so an unchecked
+# window read from postprocess.json (say 40001) would buffer 20k frames.
+MAX_MEDIAN_WINDOW = 321
 # Candidate k in frames: k equal to an utterance's frame count weighs it and its video alike.
 SMOOTHING_GRID = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0, 2560.0)
 EDGE_MODES = ("reflect", "nearest")
@@ -156,6 +160,10 @@ def _check_window(w) -> None:
   if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 or w % 2 == 0:
     raise ValueError(f"median window {w!r} must be an odd integer >= 1 (1 = off); an even window has no "
                      "centre frame")
+  if w > MAX_MEDIAN_WINDOW:
+    raise ValueError(f"median window {w} exceeds the cap of {MAX_MEDIAN_WINDOW} frames (a streaming "
+                     "prediction holds half a window of frames back; the widest searched window is "
+                     f"{max(WINDOW_GRID)})")
 
 
 def choice_to_dict(choice: PostprocessChoice) -> dict:

@@ -424,3 +424,17 @@ def test_choices_validate_and_bad_files_are_refused(tmp_path):
   assert postprocess.choice_from_dict({k: v for k, v in good.items() if k != "procedure"}).procedure == "search"
   with pytest.raises(ValueError, match="procedure 'best'"):
     postprocess.choice_from_dict(dict(good, procedure="best"))
+
+
+def test_windows_beyond_the_cap_are_refused_with_the_cap(tmp_path):
+  """A postprocess.json window of 40001 frames made omg-predict hold 20k frames back."""
+  cap = postprocess.MAX_MEDIAN_WINDOW
+  assert cap >= max(postprocess.WINDOW_GRID) and cap % 2 == 1
+  postprocess.median_filter_frames(np.zeros((10, 2)), None, (cap, 3))  # the cap itself is allowed
+  with pytest.raises(ValueError, match=f"median window {cap + 2} exceeds the cap of {cap} frames"):
+    postprocess.median_filter_frames(np.zeros((10, 2)), None, (cap + 2, 3))
+  good = postprocess.choice_to_dict(postprocess.PostprocessChoice(median_window=(81, 3), smoothing_k=(0.0, 0.0)))
+  path = tmp_path / "postprocess.json"
+  path.write_text(json.dumps(dict(good, median_window=[40001, 3])))
+  with pytest.raises(ValueError, match=f"{path}.*median window 40001 exceeds the cap of {cap} frames"):
+    postprocess.load_choice(str(path))

@@ -345,3 +345,25 @@ def test_affwild_split_folders_and_a_video_annotated_twice(synth, tmp_path):
   assert any(p["split"] == "train" and "annotation file not found" in p["reason"] for p in problems)
   with pytest.raises(ValueError, match="no <split>/valence/<video>.txt"):
     prepare_affwild.build_items(str(synth / "affwild" / "videos"), str(tmp_path), "affwild")
+
+
+def test_names_with_control_characters_fail_their_own_rows(synth, tmp_path, capfd):
+  """A NUL byte in a name made os.stat abort the whole run before any item."""
+  table = pd.read_csv(synth / "omg" / "omg_TrainVideos.csv")
+  good = table.iloc[0]
+  rows = [dict(good, utterance="nul\x00.mp4"), dict(good, video="esc\x1b[2J", utterance="u.mp4"),
+          dict(good, utterance="bell\x07.mp4")]
+  csv = tmp_path / "omg_TrainVideos.csv"
+  pd.concat([table, pd.DataFrame(rows)], ignore_index=True).to_csv(csv, index=False)
+  manifest = _prepare(csv, synth / "omg" / "videos", tmp_path / "out")
+  stats = manifest["splits"]["train"]
+  assert stats["prepared"] == len(table) and stats["errors"] == 3
+  bad = sorted((e["row"], e["reason"]) for e in manifest["items"] if e["status"] == "error")
+  assert [r for r, _ in bad] == [len(table) + 1, len(table) + 2, len(table) + 3]
+  assert "utterance 'nul\\x00.mp4' holds control characters" in bad[0][1]
+  assert "video 'esc\\x1b[2J' holds control characters" in bad[1][1]
+  assert "utterance 'bell\\x07.mp4' holds control characters" in bad[2][1]
+  # Reported escaped: a name never writes raw control characters to the terminal.
+  err = capfd.readouterr().err
+  assert "'esc\\x1b[2J'/u.mp4" in err and "\x1b" not in err and "\x00" not in err
+  assert {u["utterance"] for u in read_prepared(str(tmp_path / "out"))} == set(table["utterance"])
