@@ -29,6 +29,16 @@ the model itself. The SavedModel holds one copy of the weights.
 The export directory also holds `config.json` (the experiment) and, when the workdir
 has one, `postprocess.json` (the tuned post-processing choice). The SavedModel loads
 with plain `tf.saved_model.load`, without this package.
+
+`--export_dir` must be new, empty or an earlier export of this package (anything else, e.g.
+a training workdir given by mistake, is refused); the new export is written beside the old
+and swapped in by rename, the old deleted last.
+
+Trust: a SavedModel is a program: its graph may read and write files when loaded and run.
+Load (`omg-predict --model=<dir>`, `tf.saved_model.load`) only SavedModels from a trusted
+source. For weights from an untrusted source, use a training workdir instead
+(`--model=<workdir>`: `config.json` and checkpoint tensors, no graph; the network is built
+by this package's code and only numbers are read).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 
 import tensorflow as tf
 import tf_keras
@@ -100,22 +111,113 @@ class ServingModule(tf.Module):
     return {"per_frame": per_frame, "valence": per_frame[..., 0], "arousal": per_frame[..., 1], "state": state}
 
 
+# What an export folder holds (tf.saved_model.save's files plus ours): a non-empty folder with
+# anything else, or without saved_model.pb and config.json, is not an export of this package.
+EXPORT_FILES = frozenset({"saved_model.pb", "variables", "assets", "fingerprint.pb", "keras_metadata.pb",
+                          "config.json", "postprocess.json"})
+
+
+class ExportDirError(ValueError):
+  """--export_dir is something export must not replace; names the folder and why."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f"--export_dir={path}: {reason}")
+
+
+def check_export_dir(export_dir: str) -> None:
+  """Refuses to replace anything but nothing, an empty folder or an earlier export of this package.
+
+  Raises:
+    ExportDirError: a file, or a non-empty folder that is not such an export (e.g. a training
+      workdir given by mistake: its checkpoints would be deleted); names what it found.
+  """
+  if not os.path.lexists(export_dir):
+    return
+  if os.path.islink(export_dir) or not os.path.isdir(export_dir):
+    raise ExportDirError(export_dir, "exists and is not a folder; export writes a SavedModel folder there")
+  names = set(os.listdir(export_dir))
+  if not names:
+    return
+  foreign = sorted(names - EXPORT_FILES)
+  missing = sorted({"saved_model.pb", "config.json"} - names)
+  if foreign or missing:
+    why = (f"holds {foreign[:5]}{' ...' if len(foreign) > 5 else ''}" if foreign
+           else f"lacks {missing}")
+    raise ExportDirError(export_dir, f"a non-empty folder that is not a SavedModel written by omg_cnnrnn.export "
+                         f"({why}); refusing to replace it: give a new or empty folder, or an earlier export")
+
+
+def _siblings(export_dir: str, kind: str) -> list[str]:
+  parent, name = os.path.split(os.path.abspath(export_dir))
+  prefix = f".{name}.{kind}-"
+  return [os.path.join(parent, n) for n in sorted(os.listdir(parent)) if n.startswith(prefix)] if os.path.isdir(
+      parent) else []
+
+
+def _alive(path: str) -> bool:
+  """Whether the process that named a sibling folder `.<name>.<kind>-<pid>-<hex>` still runs."""
+  try:
+    pid = int(os.path.basename(path).rsplit("-", 2)[-2])
+    os.kill(pid, 0)
+    return pid != os.getpid()
+  except (ValueError, IndexError, ProcessLookupError):
+    return False
+  except PermissionError:
+    return True
+
+
+def _recover(export_dir: str) -> None:
+  """Undoes what a killed export left: the old model back if the swap was cut, temp folders swept."""
+  old = [p for p in _siblings(export_dir, "old") if not _alive(p)]
+  if old and not os.path.lexists(export_dir):
+    os.replace(old[-1], export_dir)  # Killed between the two renames: the old export returns.
+    old = old[:-1]
+  for path in old + [p for p in _siblings(export_dir, "new") if not _alive(p)]:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def export_saved_model(model: tf_keras.Model, config: configs.ExperimentConfig, export_dir: str,
                        postprocess_path: str | None = None) -> str:
-  """Writes the SavedModel (atomically: a temp dir renamed into place); returns `export_dir`."""
+  """Writes the SavedModel and swaps it in; returns `export_dir`.
+
+  The new export is written beside the old one (`.<name>.new-<pid>-<hex>`), then the old is
+  renamed aside, the new renamed into place, and only then the old deleted: a failure or a
+  kill leaves a complete model at `export_dir` (a kill between the two renames is undone by
+  the next export, which also sweeps temporary folders of killed runs).
+
+  Raises:
+    ExportDirError: `export_dir` is a file or a non-empty folder that is not an export of
+      this package (`check_export_dir`); nothing is written.
+  """
+  export_dir = os.path.abspath(export_dir).rstrip("/")
+  os.makedirs(os.path.dirname(export_dir), exist_ok=True)
+  _recover(export_dir)
+  check_export_dir(export_dir)
   module = ServingModule(model, config)
-  tmp = export_dir.rstrip("/") + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve,
-                                               "serve_with_mask": module.serve_with_mask,
-                                               STREAMING_SIGNATURE: module.serve_streaming,
-                                               INITIAL_STATE_SIGNATURE: module.initial_state})
-  with open(os.path.join(tmp, "config.json"), "w") as f:
-    f.write(config.to_json())
-  if postprocess_path and os.path.exists(postprocess_path):
-    shutil.copy(postprocess_path, os.path.join(tmp, "postprocess.json"))
-  shutil.rmtree(export_dir, ignore_errors=True)
-  os.replace(tmp, export_dir)
+  parent, name = os.path.split(export_dir)
+  tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+  new, old = os.path.join(parent, f".{name}.new-{tag}"), os.path.join(parent, f".{name}.old-{tag}")
+  try:
+    tf.saved_model.save(module, new, signatures={"serving_default": module.serve,
+                                                 "serve_with_mask": module.serve_with_mask,
+                                                 STREAMING_SIGNATURE: module.serve_streaming,
+                                                 INITIAL_STATE_SIGNATURE: module.initial_state})
+    with open(os.path.join(new, "config.json"), "w") as f:
+      f.write(config.to_json())
+    if postprocess_path and os.path.exists(postprocess_path):
+      shutil.copy(postprocess_path, os.path.join(new, "postprocess.json"))
+    check_export_dir(export_dir)  # Still ours (or gone): it may have changed while we wrote.
+    if os.path.lexists(export_dir):
+      os.replace(export_dir, old)
+    try:
+      os.replace(new, export_dir)
+    except BaseException:
+      if os.path.lexists(old) and not os.path.lexists(export_dir):
+        os.replace(old, export_dir)  # The old export stays in place.
+      raise
+  finally:
+    shutil.rmtree(new, ignore_errors=True)
+  shutil.rmtree(old, ignore_errors=True)
   return export_dir
 
 
@@ -136,7 +238,10 @@ if __name__ == "__main__":
   from absl import app, flags
 
   flags.DEFINE_string("workdir", None, "Training workdir to export.")
-  flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+  flags.DEFINE_string("export_dir", None, "Where to write the SavedModel: a new or empty folder, or an earlier "
+                      "export (replaced atomically); anything else is refused. A SavedModel is a program (its graph "
+                      "may read and write files): share it only with people who trust you, and load only trusted "
+                      "ones; for untrusted weights pass the training workdir (--model=<workdir>: no graph).")
   flags.DEFINE_enum("which", "best", ["best", "latest"], "Best-validation weights or the latest checkpoint.")
   flags.mark_flags_as_required(["workdir", "export_dir"])
   app.run(main)

@@ -4,6 +4,11 @@
         [--utterances=<CSV with start,end seconds>] [--annotated_video] [--chunk_frames=80]
     python -m omg_cnnrnn.predict ...   (the same)
 
+Trust: a SavedModel is a program (its graph may read and write files when loaded and run):
+give `--model` only SavedModels from a trusted source. For weights from an untrusted source
+give the training workdir instead (`config.json` + checkpoint tensors: the network is built
+by this package and only numbers are read; no graph is loaded).
+
 Writes to `--output_dir`:
 - `frames.csv`: one row per decoded frame: `frame` (index), `time` (seconds), `face_found`
   (0/1), the face box `x0,y0,x1,y1` (source pixels), `valence`, `arousal` (the network),
@@ -703,7 +708,9 @@ def define_flags() -> None:
   from absl import flags
 
   d = faces.FaceConfig()
-  flags.DEFINE_string("model", None, "SavedModel directory (omg_cnnrnn.export) or training workdir.")
+  flags.DEFINE_string("model", None, "SavedModel directory (omg_cnnrnn.export) or training workdir. A SavedModel "
+                      "is a program (its graph may read and write files): load only one from a trusted source. "
+                      "For untrusted weights pass a training workdir (config.json + checkpoint tensors, no graph).")
   flags.DEFINE_string("video", None, "The video: any file OpenCV reads.")
   flags.DEFINE_string("output_dir", None, "Where frames.csv, plot.png, summary.json ... go.")
   flags.DEFINE_string("utterances", None, "Optional CSV of segments (start,end seconds; OMG layout works): "

@@ -128,3 +128,79 @@ def test_cnn_only_streaming_has_a_zero_width_state(tmp_path):
   expected = model({"frames": (frames.astype(np.float32) - 128) / 128, "mask": mask}, training=False).numpy()
   np.testing.assert_allclose(streamed, expected, rtol=1e-5, atol=1e-6)
   assert final.shape == (1, 0, config.model.rnn_units)
+
+
+def _outputs(path, frames):
+  return tf.saved_model.load(path).signatures["serving_default"](frames=tf.constant(frames))["per_frame"].numpy()
+
+
+def _seeded_model(seed):
+  config = experiments.get("testing")
+  tf.keras.utils.set_random_seed(seed)
+  return models.build_model(config.model, image_size=config.data.image_size), config
+
+
+def test_export_refuses_a_folder_it_did_not_write(tmp_path):
+  model, config = _model()
+  workdir = tmp_path / "workdir"  # A training workdir given by mistake: its checkpoints must survive.
+  (workdir / "checkpoints").mkdir(parents=True)
+  (workdir / "checkpoints" / "ckpt-4.index").write_bytes(b"x")
+  (workdir / "config.json").write_text(config.to_json())
+  with pytest.raises(export.ExportDirError, match=f"--export_dir={workdir}: a non-empty folder that is not a "
+                                                  r"SavedModel written by omg_cnnrnn.export \(holds \['checkpoints'\]"):
+    export.export_saved_model(model, config, str(workdir))
+  assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json"]
+  assert os.listdir(workdir / "checkpoints") == ["ckpt-4.index"]
+  notes = tmp_path / "notes"
+  notes.mkdir()
+  (notes / "saved_model.pb").write_bytes(b"")  # Only our file names, but no config.json: not ours either.
+  with pytest.raises(export.ExportDirError, match=r"lacks \['config.json'\]"):
+    export.export_saved_model(model, config, str(notes))
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(export.ExportDirError, match="is not a folder"):
+    export.export_saved_model(model, config, str(tmp_path / "file"))
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # nothing written beside them
+  (tmp_path / "empty").mkdir()
+  export.export_saved_model(model, config, str(tmp_path / "empty"))  # an empty folder is fine
+
+
+def test_reexport_swaps_the_new_model_in_and_a_failed_one_keeps_the_old(tmp_path, monkeypatch):
+  frames = np.random.default_rng(1).integers(0, 256, (1, 3, 32, 32, 3), dtype=np.uint8)
+  first, config = _seeded_model(1)
+  second, _ = _seeded_model(2)
+  path = export.export_saved_model(first, config, str(tmp_path / "sm"))
+  want_first = _outputs(path, frames)
+  export.export_saved_model(second, config, str(tmp_path / "sm"))
+  want_second = _outputs(path, frames)
+  assert not np.allclose(want_first, want_second)
+  assert sorted(os.listdir(tmp_path)) == ["sm"]  # the old one deleted, no temporary folders
+
+  real_save = tf.saved_model.save
+
+  def killed_midway(module, target, **kwargs):
+    real_save(module, target, **kwargs)
+    raise KeyboardInterrupt("killed while writing")
+
+  monkeypatch.setattr(tf.saved_model, "save", killed_midway)
+  with pytest.raises(KeyboardInterrupt):
+    export.export_saved_model(first, config, path)
+  monkeypatch.undo()
+  np.testing.assert_array_equal(_outputs(path, frames), want_second)
+  assert sorted(os.listdir(tmp_path)) == ["sm"]
+
+  # A run killed between its two renames left the old export aside and no model in place,
+  # beside a half-written new one: the next export puts the old one back before it starts.
+  os.replace(path, tmp_path / ".sm.old-999999999-0000abcd")
+  (tmp_path / ".sm.new-999999999-0000abcd").mkdir()
+  export._recover(path)
+  np.testing.assert_array_equal(_outputs(path, frames), want_second)
+  assert sorted(os.listdir(tmp_path)) == ["sm"]
+
+
+def test_help_of_predict_and_export_says_a_saved_model_must_be_trusted():
+  for module in ("omg_cnnrnn.predict", "omg_cnnrnn.export"):
+    out = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = " ".join((out.stdout + out.stderr).split())
+    assert "A SavedModel is a program" in text and "trusted" in text, module
+    assert "workdir" in text and "no graph" in text, module
