@@ -117,8 +117,8 @@ def main(argv):
   print(f"shapes: B={FLAGS.batch_size} T={FLAGS.sequence_length} {FLAGS.image_size}x{FLAGS.image_size} "
         f"(CNN-only rows: {FLAGS.batch_size * FLAGS.sequence_length} single frames); {FLAGS.steps} timed steps; "
         f"XLA {'on' if FLAGS.jit_compile else 'off'}\n")
-  header = (f"| row | params | GFLOP/frame (fwd) | forward frames/s | forward GFLOP/s | train frames/s "
-            f"| train GFLOP/s | train / peak |")
+  header = ("| row | params | GFLOP/frame (fwd) | forward frames/s | forward GFLOP/s | train frames/s "
+            "| train GFLOP/s | train / peak |")
   print(header)
   print("|" + "---|" * 8)
   for name in rows:

@@ -18,12 +18,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from omg_cnnrnn import configs, experiments, losses, models  # noqa: E402
+from omg_cnnrnn import experiments, losses, models  # noqa: E402
 from omg_cnnrnn.data import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -4,8 +4,6 @@ import json
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
