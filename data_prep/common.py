@@ -25,8 +25,18 @@
 - manifest.json lists every input of every split prepared into the directory (status
   ok / skipped-existing / error, or pending: another job's item not prepared yet), with
   reason, frame count, faces found and shard, plus per-split statistics. Each run and
-  each job rewrites it under a lock from all item rows on disk, so after the last job of
-  an array it is complete.
+  each job rewrites it under a lock from all item rows on disk (also while items finish,
+  every `MANIFEST_EVERY_S`), so after the last job of an array it is complete. Readers
+  take a split's shards from it (`records.complete_shards`: the manifest's list, one
+  complete `-i-of-N` set), so a mixed or partial set is refused, not read twice or half.
+- A run holds `.prepare.lock` on the folder from start to end: exclusively for a single
+  job (a second run on the folder is refused, naming it), which first sweeps the `.*.tmp`
+  files killed runs left; shared by the jobs of an array, which assemble shards and write
+  the manifest in turn under the manifest lock.
+- A worker process that dies (out of memory, a crashing decoder) fails the items it and
+  its pool held; each is retried once alone in a fresh worker, and one that kills its
+  worker again is reported with that reason.
+- Names with control characters (a NUL byte, an escape) fail their own row, printed escaped.
 """
 
 from __future__ import annotations
@@ -53,7 +63,9 @@ from omg_cnnrnn import faces
 from omg_cnnrnn.data import features, labels, records
 
 ITEMS_DIR = ".items"
-MANIFEST = "manifest.json"
+MANIFEST = records.MANIFEST
+# While items are processed, manifest.json is rewritten at most this often (seconds).
+MANIFEST_EVERY_S = 30.0
 # Part of every item's fingerprint: bump it when the record layout changes, so resumed
 # runs redo items written by an older version instead of mixing formats.
 RECORD_VERSION = 2
@@ -376,6 +388,11 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
         detector_factory: Callable | None = None) -> dict:
   """Prepares this job's slice of `items`, assembles its shards, rewrites the manifest.
 
+  The whole run holds a lock on `output_dir` (`.prepare.lock`): exclusive for a single job,
+  which then first sweeps temporary files that killed runs left; shared among the jobs of
+  an array (`num_shards > 1`), whose shard assembly and manifest writes take the manifest
+  lock in turn. A folder another run holds is refused (RuntimeError naming it), not shared.
+
   Args:
     items: every input, in input order (every job of an array sees the same list).
     output_dir: the prepared directory.
@@ -397,12 +414,25 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
 
   Raises:
     ValueError: bad shard arguments or split names.
+    RuntimeError: another run holds the folder.
     SystemExit: with `strict`, when any input was bad.
   """
-  from tqdm import tqdm
-
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"--shard_index={shard_index} outside [0, --num_shards={num_shards})")
+  os.makedirs(output_dir, exist_ok=True)
+  with _run_lock(output_dir, exclusive=num_shards == 1):
+    if num_shards == 1:
+      swept = sweep_temporaries(output_dir)
+      if swept:
+        _say(f"[prepare] removed {len(swept)} temporary files of interrupted runs ({swept[:3]}...)")
+    return _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards,
+                strict, progress, detector, detector_factory)
+
+
+def _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards, strict,
+         progress, detector, detector_factory) -> dict:
+  from tqdm import tqdm
+
   for split in {it.split for it in items} | {p["split"] for p in problems}:
     records.check_split(split)
   keys = [it.key for it in items]
@@ -439,12 +469,18 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
   bar = tqdm(total=len(todo), desc=f"prepare {len(todo)} of {len(mine)}", unit="item", disable=not progress,
              file=sys.stderr)
 
+  last_manifest = time.perf_counter()
+
   def finish(row):
-    nonlocal frames
+    nonlocal frames, last_manifest
     rows[row["key"]] = _report(row)
     frames += row.get("num_frames", 0) if row.get("status") == "ok" else 0
     bar.update()
     bar.set_postfix_str(f"{frames / max(time.perf_counter() - t0, 1e-9):.0f} frames/s")
+    if time.perf_counter() - last_manifest >= MANIFEST_EVERY_S:
+      # A long run's progress is visible (and survives a kill) before it ends.
+      write_manifest(output_dir, items, problems, fps_)
+      last_manifest = time.perf_counter()
 
   if num_workers <= 1 or len(todo) <= 1:
     if detector is None:
@@ -459,27 +495,51 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
     ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
     pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
                                                   initargs=(detector_factory, threads))
+    lost = []  # Items whose worker died (one dying process fails every item still queued).
     try:
       futures = {pool.submit(process_item, it, output_dir, settings, None, fps_[it.key]): it for it in todo}
       for fut in concurrent.futures.as_completed(futures):
         it = futures[fut]
         try:
           finish(fut.result())
-        except concurrent.futures.process.BrokenProcessPool as e:
-          finish({**_base_row(it), "status": "error", "reason": f"the worker process died while preparing it ({e})"})
+        except concurrent.futures.process.BrokenProcessPool:
+          lost.append(it)
     finally:
       # On an interrupt, drop the queue instead of finishing it.
       pool.shutdown(wait=True, cancel_futures=True)
+    if lost:
+      # Retried once, each alone in a fresh worker, so an item that kills its worker again
+      # is the one reported (out of memory, a decoder crash) and the others are prepared.
+      _say(f"[prepare] a worker process died: retrying {len(lost)} items one at a time")
+      pool = None
+      try:
+        for it in sorted(lost, key=lambda it: it.order):
+          if pool is None:
+            pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
+                                                          initargs=(detector_factory, threads))
+          try:
+            finish(pool.submit(process_item, it, output_dir, settings, None, fps_[it.key]).result())
+          except concurrent.futures.process.BrokenProcessPool as e:
+            row = {**_base_row(it), "fingerprint": fps_[it.key], "status": "error",
+                   "reason": f"the worker process died while preparing it, also when retried alone ({e})"}
+            _write_json(_item_paths(output_dir, it)[1], row)  # The manifest is built from the rows on disk.
+            finish(row)
+            pool.shutdown(wait=True)
+            pool = None
+      finally:
+        if pool is not None:
+          pool.shutdown(wait=True, cancel_futures=True)
   bar.close()
   seconds = time.perf_counter() - t0
   splits = {it.split for it in items} | {p["split"] for p in problems if p.get("status", "error") == "error"}
-  shards = _assemble(mine, splits, rows, output_dir, shard_index, num_shards, output_shards)
-  _remove_orphans(output_dir, splits, {it.key for it in items})
-  by_key = {it.key: it for it in mine}
-  for key, row in rows.items():
-    if row.get("status") in PREPARED:
-      row["shard"] = shards[key]
-      _write_json(_item_paths(output_dir, by_key[key])[1], row)
+  with _locked(output_dir):  # Jobs of an array assemble in turn.
+    shards = _assemble(mine, splits, rows, output_dir, shard_index, num_shards, output_shards)
+    _remove_orphans(output_dir, splits, {it.key for it in items})
+    by_key = {it.key: it for it in mine}
+    for key, row in rows.items():
+      if row.get("status") in PREPARED:
+        row["shard"] = shards[key]
+        _write_json(_item_paths(output_dir, by_key[key])[1], row)
   processed = [r for r in rows.values() if r["status"] != "skipped-existing"]
   ok = sum(r["status"] == "ok" for r in processed)
   last_run = {"job": f"{shard_index} of {num_shards}", "processed": len(processed), "ok": ok,
@@ -565,20 +625,84 @@ def _assemble(mine: list[Item], splits: set, rows: dict, output_dir: str, shard_
 
 
 # ------------------------------------------------------------------------------ manifest
+_HELD: dict = {}  # output_dir -> depth: `_locked` is re-entrant within this process.
+
+
 @contextlib.contextmanager
 def _locked(output_dir: str):
-  """An exclusive lock on the manifest (jobs of an array finish at the same time)."""
+  """An exclusive lock on the manifest and shards (jobs of an array finish at the same time)."""
   try:
     import fcntl
   except ImportError:  # not POSIX: the atomic rename still keeps the file whole
     yield
     return
-  with open(os.path.join(output_dir, ".manifest.lock"), "w") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
+  key = os.path.abspath(output_dir)
+  if _HELD.get(key):
+    _HELD[key] += 1
     try:
       yield
     finally:
+      _HELD[key] -= 1
+    return
+  with open(os.path.join(output_dir, ".manifest.lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    _HELD[key] = 1
+    try:
+      yield
+    finally:
+      _HELD[key] = 0
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+RUN_LOCK = ".prepare.lock"
+
+
+@contextlib.contextmanager
+def _run_lock(output_dir: str, exclusive: bool):
+  """The whole run's lock on `output_dir`; RuntimeError naming the folder if another run holds it."""
+  try:
+    import fcntl
+  except ImportError:
+    yield
+    return
+  path = os.path.join(output_dir, RUN_LOCK)
+  with open(path, "a+") as f:
+    try:
+      fcntl.flock(f, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "unknown"
+      raise RuntimeError(f"{output_dir}: another data-prep run is using this folder ({path}; {holder}); "
+                         "wait for it, or prepare into another --output_dir") from None
+    try:
+      if exclusive:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {os.uname().nodename if hasattr(os, 'uname') else '?'}\n")
+        f.flush()
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sweep_temporaries(output_dir: str) -> list[str]:
+  """Deletes the temporary files (`.<name>.<random>.tmp`) that killed runs left; returns their paths.
+
+  Only safe while holding the run lock exclusively: a running writer's temp looks the same.
+  """
+  folders = [output_dir] + [os.path.join(output_dir, ITEMS_DIR, d)
+                            for d in (sorted(os.listdir(os.path.join(output_dir, ITEMS_DIR)))
+                                      if os.path.isdir(os.path.join(output_dir, ITEMS_DIR)) else [])]
+  swept = []
+  for folder in folders:
+    if not os.path.isdir(folder):
+      continue
+    for name in sorted(os.listdir(folder)):
+      path = os.path.join(folder, name)
+      if name.startswith(".") and name.endswith(".tmp") and os.path.isfile(path):
+        os.remove(path)
+        swept.append(path)
+  return swept
 
 
 def _stats(entries: list[dict]) -> dict:

@@ -367,3 +367,48 @@ def test_names_with_control_characters_fail_their_own_rows(synth, tmp_path, capf
   err = capfd.readouterr().err
   assert "'esc\\x1b[2J'/u.mp4" in err and "\x1b" not in err and "\x00" not in err
   assert {u["utterance"] for u in read_prepared(str(tmp_path / "out"))} == set(table["utterance"])
+
+
+def test_manifest_is_updated_as_items_finish(synth, tmp_path, monkeypatch):
+  monkeypatch.setattr(common, "MANIFEST_EVERY_S", 0.0)
+  real = common.process_item
+  seen = []
+
+  def spying(item, output_dir, *args, **kwargs):
+    path = os.path.join(output_dir, common.MANIFEST)
+    if os.path.exists(path):
+      with open(path) as f:
+        seen.append(sorted(e["status"] for e in json.load(f)["items"]))
+    return real(item, output_dir, *args, **kwargs)
+
+  monkeypatch.setattr(common, "process_item", spying)
+  manifest = _prepare(synth / "omg" / "omg_TrainVideos.csv", synth / "omg" / "videos", tmp_path / "out")
+  n = manifest["splits"]["train"]["inputs"]
+  # Before the k-th item (k >= 1) the manifest already lists the k finished ones.
+  assert len(seen) == n - 1
+  for k, statuses in enumerate(seen, start=1):
+    assert statuses.count("ok") == k and statuses.count("pending") == n - k
+
+
+def test_a_dead_worker_costs_a_retry_then_a_reported_item(synth, tmp_path, monkeypatch):
+  import crash_detector
+
+  csv = synth / "omg" / "omg_ValidationVideos.csv"
+  table = pd.read_csv(csv)
+  flag = tmp_path / "die-once"
+  flag.write_text("")
+  monkeypatch.setenv("CRASH_DETECTOR_ONCE", str(flag))
+  manifest = _prepare(csv, synth / "omg" / "videos", tmp_path / "once", num_workers=2,
+                      detector_factory=crash_detector.factory)
+  assert not flag.exists()  # a worker died
+  assert manifest["splits"]["validation"]["prepared"] == len(table)  # ... and every item was retried
+  _prepare(csv, synth / "omg" / "videos", tmp_path / "plain")
+  _same_shards(tmp_path / "once", tmp_path / "plain")
+
+  small = tmp_path / "omg_ValidationVideos.csv"
+  table.iloc[:2].to_csv(small, index=False)
+  monkeypatch.setenv("CRASH_DETECTOR_ALWAYS", "1")
+  manifest = _prepare(small, synth / "omg" / "videos", tmp_path / "always", num_workers=2,
+                      detector_factory=crash_detector.factory)
+  bad = [e for e in manifest["items"] if e["status"] == "error"]
+  assert len(bad) == 2 and all("died while preparing it, also when retried alone" in e["reason"] for e in bad)

@@ -23,23 +23,20 @@ pipeline is deterministic and its iterator can be checkpointed and resumed.
 from __future__ import annotations
 
 import functools
-import glob
-import os
 
 import tensorflow as tf
 
 from omg_cnnrnn import configs
-from omg_cnnrnn.data import features
+from omg_cnnrnn.data import features, records
 
 
 def shard_files(data_dir: str, split: str) -> list[str]:
-  """The TFRecord shards of `split` under `data_dir` (sorted); a clear error if none."""
-  pattern = os.path.join(data_dir, f"{split}-*.tfrecord")
-  files = sorted(glob.glob(pattern))
-  if not files:
-    present = sorted({os.path.basename(f).split("-")[0] for f in glob.glob(os.path.join(data_dir, "*.tfrecord"))})
-    raise FileNotFoundError(f"no shards match {pattern}; splits present in {data_dir}: {present or 'none'}")
-  return files
+  """The TFRecord shards of `split` under `data_dir` (sorted), checked to be one complete set.
+
+  See `records.complete_shards`: a mixed or incomplete set (or one that differs from the
+  manifest's list) is refused, naming it, rather than read twice or half.
+  """
+  return records.complete_shards(data_dir, split)
 
 
 # Datasets whose labels are per frame (the `dataset` context key written by data prep).

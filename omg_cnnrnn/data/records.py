@@ -7,7 +7,9 @@ A prepared directory holds
     .items/                           per-utterance records the shards are assembled from
                                       (what makes data preparation resumable)
 
-The training pipeline globs `<dir>/<split>-*.tfrecord`, so a split name is a plain word
+Readers take a split's shards with `complete_shards`: one complete `-i-of-N` set, equal to
+the manifest's list where there is one; anything else is refused, naming the split. The
+shards are found as `<dir>/<split>-*.tfrecord`, so a split name is a plain word
 (letters, digits, underscore: no `-`, which would make one split's glob match another's).
 Every file is written to a unique temporary name beside its target, flushed to disk and
 renamed over it: a reader, a concurrent job or a crash never sees half a file.
@@ -16,6 +18,7 @@ renamed over it: a reader, a concurrent job or a crash never sees half a file.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import tempfile
@@ -25,6 +28,7 @@ import tensorflow as tf
 
 from omg_cnnrnn.data import features
 
+MANIFEST = "manifest.json"  # Written by data prep; lists each split's shards.
 SPLIT_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 SHARD_PATTERN = re.compile(r"(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord")
 
@@ -120,6 +124,71 @@ def prepared_files(data_dir: str, split: str | None = None) -> list[str]:
   return out
 
 
+class IncompleteShardsError(ValueError):
+  """A split's shards are not one complete set; names the split, the folder and what is wrong."""
+
+
+def _manifest_shards(data_dir: str, split: str) -> list[str] | None:
+  """The shard names data prep's manifest lists for `split` (None: no manifest, or none for it)."""
+  path = os.path.join(data_dir, MANIFEST)
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as e:
+    raise IncompleteShardsError(f"{path}: unreadable manifest ({e}); cannot tell which shards of {split!r} "
+                                "belong together") from None
+  stats = manifest.get("splits", {}).get(split) if isinstance(manifest, dict) else None
+  shards = stats.get("shards") if isinstance(stats, dict) else None
+  return list(shards) if isinstance(shards, list) and shards else None
+
+
+def complete_shards(data_dir: str, split: str) -> list[str]:
+  """The shards of `split`, checked to be one complete set; sorted paths.
+
+  `<split>-i-of-N` for every i < N and one N only; where data prep's `manifest.json` lists the
+  split's shards, exactly those. Reading a mixed or partial set would read utterances twice
+  or not at all (two runs with different shard counts, a job array still running, a run
+  killed while assembling).
+
+  Raises:
+    FileNotFoundError: no shards of `split` (lists the splits present).
+    IncompleteShardsError: a file named like the split's shards but not `-i-of-N`, shards of
+      several counts, missing indices, or files that differ from the manifest's list.
+  """
+  check_split(split)
+  named = sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(data_dir), f"{split}-*.tfrecord")))
+  if not named:
+    present = sorted({SHARD_PATTERN.fullmatch(os.path.basename(f))["split"] for f in prepared_files(data_dir)})
+    raise FileNotFoundError(f"no shards match {os.path.join(data_dir, split + '-*.tfrecord')}; splits present in "
+                            f"{data_dir}: {present or 'none'}")
+  where = f"split {split!r} in {data_dir}"
+  odd = [n for n in named if not (SHARD_PATTERN.fullmatch(n) and SHARD_PATTERN.fullmatch(n)["split"] == split)]
+  if odd:
+    raise IncompleteShardsError(f"{where}: {odd[:5]} are not shard names <split>-NNNNN-of-MMMMM.tfrecord")
+  counts = {}
+  for n in named:
+    m = SHARD_PATTERN.fullmatch(n)
+    counts.setdefault(int(m["count"]), []).append(int(m["index"]))
+  if len(counts) > 1:
+    raise IncompleteShardsError(f"{where}: a mixed set, shards of {len(counts)} counts "
+                                f"({', '.join(f'{len(v)} of -of-{c:05d}' for c, v in sorted(counts.items()))}); "
+                                "prepare the split again into this folder, or into a new one")
+  (count, indices), = counts.items()
+  missing = sorted(set(range(count)) - set(indices))
+  if missing:
+    raise IncompleteShardsError(f"{where}: an incomplete set, {len(missing)} of {count} shards missing "
+                                f"({[shard_name(split, i, count) for i in missing[:5]]}); a job array still "
+                                "running, or a run that did not finish")
+  listed = _manifest_shards(data_dir, split)
+  if listed is not None and sorted(listed) != named:
+    raise IncompleteShardsError(f"{where}: the shards on disk {named[:5]} differ from those "
+                                f"{os.path.join(data_dir, MANIFEST)} lists {sorted(listed)[:5]}; a run still "
+                                "writing, or one that did not finish")
+  return [os.path.join(data_dir, n) for n in named]
+
+
 def read_prepared(data_dir: str, split: str | None = None) -> Iterator[dict]:
   """Iterates over prepared utterances (Aff-Wild: videos) as NumPy dicts.
 
@@ -137,10 +206,14 @@ def read_prepared(data_dir: str, split: str | None = None) -> Iterator[dict]:
   Raises:
     FileNotFoundError: no shards (of that split), raised at the call; the message lists
       the splits present.
+    IncompleteShardsError: a split's shards are not one complete set (`complete_shards`).
   """
   if split is not None:
     check_split(split)
-  files = prepared_files(data_dir, split)
+    files = complete_shards(data_dir, split) if prepared_files(data_dir, split) else []
+  else:
+    files = [f for s in sorted({SHARD_PATTERN.fullmatch(os.path.basename(p))["split"]
+                                for p in prepared_files(data_dir)}) for f in complete_shards(data_dir, s)]
   if not files:
     present = sorted({SHARD_PATTERN.fullmatch(os.path.basename(f))["split"] for f in prepared_files(data_dir)})
     raise FileNotFoundError(f"no prepared shards in {data_dir}" + (f" for split {split!r}" if split else "") +
