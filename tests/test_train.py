@@ -12,7 +12,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
-from omg_cnnrnn import configs, evaluate, experiments, export, metrics, train  # noqa: E402
+from omg_cnnrnn import configs, evaluate, experiments, export, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
