@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from omg_cnnrnn import experiments, export, losses, models
 
@@ -136,7 +137,7 @@ def _outputs(path, frames):
 
 def _seeded_model(seed):
   config = experiments.get("testing")
-  tf.keras.utils.set_random_seed(seed)
+  tf_keras.utils.set_random_seed(seed)
   return models.build_model(config.model, image_size=config.data.image_size), config
 
 
