@@ -91,9 +91,16 @@ def source_kind(source: str) -> str:
 
 
 def has_trained_weights(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, "best", "model.index")) or os.path.isdir(
-      os.path.join(workdir, "checkpoints")) and any(
-          name.endswith(".index") for name in os.listdir(os.path.join(workdir, "checkpoints")))
+  """Whether a workdir holds weights to start from: best-validation (`best/`, any prefix) or a checkpoint.
+
+  The file-level twin of `train.best_weights_prefix` / `train._resolve_source` (this module
+  stays free of TensorFlow).
+  """
+  for sub in ("best", "checkpoints"):
+    folder = os.path.join(workdir, sub)
+    if os.path.isdir(folder) and any(name.endswith(".index") for name in os.listdir(folder)):
+      return True
+  return False
 
 
 def _chain(sources: Sequence[str], labels: Sequence[str]) -> tuple[str, list[str]]:
