@@ -282,11 +282,16 @@ class Trainer:
     frozen_ids = {id(v) for path, layer in named_layers(self.model) if path in loaded
                   for v in layer.trainable_weights}
     self._frozen = [id(v) in frozen_ids for v in self.model.trainable_variables]
+    # (variable, rate multiplier, whether it was loaded): loaded layers also ramp up from 0 over
+    # `loaded_warmup_steps` after the freeze (`_step_fn`).
     self._update_scales = []
-    if (tc.fresh_lr_scale != 1.0 or tc.loaded_lr_scale != 1.0) and report["loaded"]:
+    ramp = tc.loaded_warmup_steps > 0 and tc.freeze_loaded_steps > 0
+    if (tc.fresh_lr_scale != 1.0 or tc.loaded_lr_scale != 1.0 or ramp) and report["loaded"]:
       scale = {**{p: tc.fresh_lr_scale for p in report["fresh"]}, **{p: tc.loaded_lr_scale for p in report["loaded"]}}
-      self._update_scales = [(v, scale[path]) for path, layer in named_layers(self.model)
-                             for v in layer.trainable_weights if scale.get(path, 1.0) != 1.0]
+      loaded_paths = set(report["loaded"])
+      self._update_scales = [(v, scale[path], path in loaded_paths) for path, layer in named_layers(self.model)
+                             for v in layer.trainable_weights
+                             if scale.get(path, 1.0) != 1.0 or (ramp and path in loaded_paths)]
     self.best_path = os.path.join(workdir, "best.json")
     self._best_manager = None  # Created on the first new best (the chief only validates).
     self.writers = {k: (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", k))
@@ -340,12 +345,18 @@ class Trainer:
     return loss
 
   def _step_fn(self, inputs, labels):
-    before = [tf.identity(v) for v, _ in self._update_scales]
+    before = [tf.identity(v) for v, _, _ in self._update_scales]
     loss = self.strategy.run(self._replica_fn, args=(inputs, labels))
     # Per-layer learning rates on one Adam: a layer's update is scaled after it is applied
     # (Adam's update does not scale with the gradient, so scaling gradients would not).
-    for (v, scale), b in zip(self._update_scales, before):
-      v.assign_add((scale - 1.0) * (v - b))
+    tc = self.config.train
+    ramp = tf.constant(1.0)
+    if tc.loaded_warmup_steps > 0 and tc.freeze_loaded_steps > 0:
+      thawed_for = tf.cast(self.step - tc.freeze_loaded_steps + 1, tf.float32)
+      ramp = tf.clip_by_value(thawed_for / tc.loaded_warmup_steps, 0.0, 1.0)
+    for (v, scale, loaded), b in zip(self._update_scales, before):
+      factor = scale * ramp if loaded else tf.constant(scale)
+      v.assign_add((factor - 1.0) * (v - b))
     self.step.assign_add(1)
     return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
 

@@ -115,3 +115,31 @@ def test_paper_values_recorded_for_a_paper_start(tmp_path):
   # The user's overrides come after the recipe.
   assert resolved.kind == "scratch" and config.train.learning_rate == 0.0005
   assert config.train.warmup_steps == config.scratch_recipe.warmup_steps
+
+
+def test_loaded_layers_ramp_up_after_the_freeze(tmp_path):
+  """train.loaded_warmup_steps: the first thawed step moves a loaded layer 1/warmup as far as without the ramp."""
+  import numpy as np
+
+  data = str(tmp_path / "records")
+  fake_data.write_split(data, "train", num_videos=4, seed=0)
+  tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
+          "data.batch_size": 4, "train.warmup_steps": 0}
+  first = configs.override(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  train.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
+  moves = {}
+  for ramp in (0, 4):
+    config = configs.override(start.apply(experiments.get("testing"), start.Start("scratch", (), ())),
+                              {**tiny, "train.freeze_loaded_steps": 2, "train.num_steps": 3,
+                               "train.loaded_lr_scale": 1.0, "train.fresh_lr_scale": 1.0,
+                               "train.loaded_warmup_steps": ramp, "model.rnn_units": 6})
+    trainer = train.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None, deterministic=True,
+                            init_from=(str(tmp_path / "first"),), log=lambda s: None)
+    kernel = trainer.model.get_layer("vgg16").get_layer("conv1_1").kernel
+    trainer.train(num_steps=2)  # frozen: the loaded kernel does not move
+    frozen = kernel.numpy().copy()
+    trainer.train(num_steps=3)  # the first thawed step
+    moves[ramp] = kernel.numpy() - frozen
+  assert np.abs(moves[0]).max() > 0
+  # float32: the step is a difference of weights ~1e4 times larger, exact to ~3e-8.
+  np.testing.assert_allclose(moves[4], moves[0] / 4, rtol=1e-2, atol=1e-7)
