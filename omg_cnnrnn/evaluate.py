@@ -54,6 +54,7 @@ import tf_keras
 from omg_cnnrnn import configs, metrics, postprocess
 from omg_cnnrnn.data import labels as label_files
 from omg_cnnrnn.data import pipeline
+from omg_cnnrnn.data import records as record_files
 
 # Sec. III-C: a fused row (Table V) trains two ways, each in its own workdir under the row's:
 # (a) both branches from the Aff-Wild-pretrained single networks, (b) from the OMG-trained ones.
@@ -276,9 +277,7 @@ def choose_base_run(root: str, row: str, split: str = "validation", output: str 
               "reason": reason}
   if output:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output + ".tmp", "w") as f:
-      json.dump(decision, f, indent=2)
-    os.replace(output + ".tmp", output)
+    record_files.write_atomic(output, json.dumps(decision, indent=2).encode())
   return decision
 
 
