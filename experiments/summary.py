@@ -24,12 +24,14 @@ all of Tables III-VI into `--report_dir` (default: the root; empty: not written)
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 
 from absl import app, flags
 
 from omg_cnnrnn import evaluate, experiments, postprocess
+from omg_cnnrnn.data import records as record_files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "checkpoints", "Checkpoint root the table scripts wrote to.")
@@ -151,13 +153,13 @@ def write_report(report: list[dict], report_dir: str, root: str, split: str) -> 
   """Writes results.csv, results.md and results.png; returns their paths."""
   os.makedirs(report_dir, exist_ok=True)
   paths = {k: os.path.join(report_dir, f"results.{k}") for k in ("csv", "md", "png")}
-  with open(paths["csv"] + ".tmp", "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=COLUMNS)
-    writer.writeheader()
-    for r in report:
-      writer.writerow({k: "" if r[k] is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k])
-                       for k in COLUMNS})
-  os.replace(paths["csv"] + ".tmp", paths["csv"])
+  table = io.StringIO(newline="")
+  writer = csv.DictWriter(table, fieldnames=COLUMNS)
+  writer.writeheader()
+  for r in report:
+    writer.writerow({k: "" if r[k] is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k])
+                     for k in COLUMNS})
+  record_files.write_atomic(paths["csv"], table.getvalue().encode())
   legend = "\n".join(f"- `{k}`: {v}" for k, v in postprocess.PROCEDURE_DESCRIPTIONS.items())
   text = "\n".join([
       f"# Paper vs reproduced CCC x 100 (OMG {split} split)", "",
@@ -168,9 +170,7 @@ def write_report(report: list[dict], report_dir: str, root: str, split: str) -> 
       "of the weights evaluated / steps configured; `run`: Table V's better training way on validation; "
       "`variant`: the paper's text or the authors' released code. `-`: not run.", "",
       *markdown(report), ""])
-  with open(paths["md"] + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(paths["md"] + ".tmp", paths["md"])
+  record_files.write_atomic(paths["md"], text.encode())
   plot(report, paths["png"], title=f"paper vs reproduced CCC, OMG {split} ({root})")
   return paths
 
