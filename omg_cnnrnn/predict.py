@@ -11,15 +11,18 @@ by this package and only numbers are read; no graph is loaded).
 
 Writes to `--output_dir`:
 - `frames.csv`: one row per decoded frame: `frame` (index), `time` (seconds), `face_found`
-  (0/1), the face box `x0,y0,x1,y1` (source pixels), `valence`, `arousal` (the network),
-  `valence_post`, `arousal_post` (median-filtered, below); the box and the values are empty
-  where no face was found;
+  (0/1), the face box `x0,y0,x1,y1` (source pixels), `valence`, `arousal` (the network, raw:
+  its output is linear and may leave [-1, 1]), `valence_post`, `arousal_post` (median-filtered,
+  below, then clipped: valence to [-1, 1], arousal to the training labels' range,
+  `--arousal_range`, OMG's [0, 1] by default); the box and the values are empty where no face
+  was found;
 - `utterances.csv` (with `--utterances`): per segment `video, utterance, start, end,
   frames, faces_found, valence, arousal` (mean or median of the segment's frames with a
   face, as in evaluation; empty without any) and `valence_post, arousal_post` (the Table VI
   post-processing of `postprocess.apply`: median filter within the segment, smoothing
   toward the video's mean, face-less segments filled);
-- `plot.png`: valence and arousal over time, and the trajectory in the valence-arousal plane;
+- `plot.png`: `valence_post` and `arousal_post` over time, and the trajectory in the
+  valence-arousal plane (how many frames' raw values were clipped is written on it);
 - `summary.json`: model, video, counts, speed, the post-processing used and where it came from;
 - `annotated.mp4` (with `--annotated_video`): the video with the face box and
   valence/arousal gauges.
@@ -68,6 +71,13 @@ FRAME_COLUMNS = ("frame", "time", "face_found", "x0", "y0", "x1", "y1", "valence
                  "valence_post", "arousal_post")
 UTTERANCE_COLUMNS = ("video", "utterance", "start", "end", "frames", "faces_found", "valence", "arousal",
                      "valence_post", "arousal_post")
+# What users read is kept in the labels' range (issue 15): the network's output is linear (as in
+# the paper), and an untrained or out-of-domain model can say |valence| > 2. The raw `valence`
+# and `arousal` columns keep the network's values; the `_post` columns are clipped.
+VALENCE_RANGE = (-1.0, 1.0)
+# SPEC "Inputs": OMG arousal labels lie in [0, 1] (Aff-Wild's in [-1, 1]); every registered row
+# trains on OMG, so that is the default; a model trained on Aff-Wild labels takes (-1, 1).
+OMG_AROUSAL_RANGE = (0.0, 1.0)
 FACELESS_POLICY = ("frames without a face are not fed to the network: the GRU state is carried over them "
                    "unchanged (never advanced, never reset within a video), as the model's masking does; "
                    "their rows have face_found=0 and empty values")
@@ -97,6 +107,8 @@ class Predictor:
     kind: "saved_model" or "workdir".
     choice: the post-processing applied to the `_post` columns.
     choice_source: where `choice` came from (a postprocess.json, or the paper's defaults).
+    ranges: (valence (lo, hi), arousal (lo, hi)): the `_post` values are clipped to them.
+    range_source: why those ranges.
   """
 
   config: configs.ExperimentConfig
@@ -106,6 +118,8 @@ class Predictor:
   choice_source: str
   _streaming: Callable = dataclasses.field(repr=False)
   _initial_state: Callable = dataclasses.field(repr=False)
+  ranges: tuple[tuple[float, float], tuple[float, float]] = (VALENCE_RANGE, OMG_AROUSAL_RANGE)
+  range_source: str = ""
 
   @property
   def image_size(self) -> int:
@@ -218,19 +232,49 @@ def _load_workdir(path: str, which: str):
   return config, run, zeros
 
 
-def load_predictor(path: str, which: str = "best") -> Predictor:
+def value_ranges(arousal_range: tuple[float, float] | str | None = None
+                 ) -> tuple[tuple[tuple[float, float], tuple[float, float]], str]:
+  """(valence range, arousal range) the `_post` values are clipped to, and why.
+
+  Args:
+    arousal_range: the arousal labels' range of the training data, `(lo, hi)` or "lo,hi";
+      None: OMG's [0, 1] (every registered row trains on OMG).
+
+  Raises:
+    ValueError: not two finite numbers with lo < hi; names the value.
+  """
+  if arousal_range is None:
+    return (VALENCE_RANGE, OMG_AROUSAL_RANGE), (
+        "valence: the labels' [-1, 1]; arousal: OMG's training labels [0, 1] (SPEC; every registered row trains on "
+        "OMG; a model trained on Aff-Wild labels takes --arousal_range=-1,1)")
+  text = arousal_range
+  try:
+    if isinstance(arousal_range, str):
+      arousal_range = [float(v) for v in arousal_range.split(",")]
+    lo, hi = (float(v) for v in arousal_range)
+  except (TypeError, ValueError):
+    raise ValueError(f"arousal range {text!r} is not two numbers lo,hi") from None
+  if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+    raise ValueError(f"arousal range {text!r} needs finite lo < hi")
+  return (VALENCE_RANGE, (lo, hi)), f"valence: the labels' [-1, 1]; arousal: [{lo:g}, {hi:g}] as given"
+
+
+def load_predictor(path: str, which: str = "best",
+                   arousal_range: tuple[float, float] | str | None = None) -> Predictor:
   """The model at `path`: an `omg_cnnrnn.export` SavedModel directory or a training workdir.
 
   Args:
     path: the directory.
     which: for a workdir, "best" (best-validation weights, else the latest checkpoint) or
       "latest".
+    arousal_range: the training labels' arousal range (`value_ranges`), for the `_post` values.
 
   Raises:
     ModelError: missing path, neither kind of directory, no weights, weights of another
       network, a SavedModel without the streaming signature; names the path.
   """
   path = os.fspath(path)
+  ranges, range_source = value_ranges(arousal_range)
   if not os.path.exists(path):
     raise ModelError(path, "model not found")
   if not os.path.isdir(path):
@@ -245,7 +289,7 @@ def load_predictor(path: str, which: str = "best") -> Predictor:
     raise ModelError(path, "neither a SavedModel (no saved_model.pb) nor a training workdir (no config.json)")
   choice, source = _postprocess_choice(path, config)
   return Predictor(config=config, path=path, kind=kind, choice=choice, choice_source=source,
-                   _streaming=run, _initial_state=zeros)
+                   _streaming=run, _initial_state=zeros, ranges=ranges, range_source=range_source)
 
 
 # ------------------------------------------------------------------------------- streaming
@@ -365,8 +409,16 @@ class StreamingMedianFilter:
     return out
 
 
+def clip_values(values: np.ndarray, ranges) -> np.ndarray:
+  """`[..., 2]` valence, arousal clipped to `ranges` ((lo, hi) each); NaN stays NaN."""
+  values = np.asarray(values, np.float64)
+  lo = np.array([r[0] for r in ranges], np.float64)
+  hi = np.array([r[1] for r in ranges], np.float64)
+  return np.clip(values, lo, hi)
+
+
 def postprocess_stream(results: Iterable[FrameResult], choice: postprocess.PostprocessChoice,
-                       max_gap: int | None = None) -> Iterator[FrameResult]:
+                       max_gap: int | None = None, ranges=None) -> Iterator[FrameResult]:
   """Fills `post` with the median filter of the frames with a face, keeping frame order.
 
   Args:
@@ -374,6 +426,9 @@ def postprocess_stream(results: Iterable[FrameResult], choice: postprocess.Postp
     choice: its `median_window` and `edge_mode` per dimension are used.
     max_gap: face-less frames after which the filter restarts (default: the longest
       window), which bounds how long a row waits for its value.
+    ranges: ((lo, hi) valence, (lo, hi) arousal) the filtered values are clipped to
+      (`Predictor.ranges`); None: not clipped. A median filter commutes with clipping, so
+      this equals filtering the clipped values.
   """
   median = StreamingMedianFilter(choice.median_window, choice.edge_mode)
   max_gap = max(choice.median_window) if max_gap is None else max_gap
@@ -382,6 +437,8 @@ def postprocess_stream(results: Iterable[FrameResult], choice: postprocess.Postp
   gap = 0
 
   def assign(values):
+    if ranges is not None and len(values):
+      values = clip_values(values, ranges)
     for v in values:
       r = waiting.popleft()
       r.post, r.post_ready = v, True
@@ -475,11 +532,12 @@ def read_utterances(path: str, video: str) -> pd.DataFrame:
 
 
 def utterance_table(frames: pd.DataFrame, segments: pd.DataFrame, fps: float,
-                    choice: postprocess.PostprocessChoice) -> pd.DataFrame:
+                    choice: postprocess.PostprocessChoice, ranges=None) -> pd.DataFrame:
   """Per-segment values from the per-frame table (columns of `utterances.csv`).
 
   A segment `[start, end)` holds the frames `ceil(start fps) <= frame < ceil(end fps)`,
-  the frames data preparation cuts for it (`faces.time_to_frame`).
+  the frames data preparation cuts for it (`faces.time_to_frame`). `valence`/`arousal` are
+  the network's (raw); the `_post` values are clipped to `ranges` (None: not clipped).
   """
   index = frames["frame"].to_numpy()
   found = frames["face_found"].to_numpy() > 0
@@ -496,13 +554,21 @@ def utterance_table(frames: pd.DataFrame, segments: pd.DataFrame, fps: float,
                  "frames": int(inside.sum()), "faces_found": int(m.sum()), "valence": raw[0], "arousal": raw[1]})
   table = pd.DataFrame(rows, columns=UTTERANCE_COLUMNS[:-2])
   post = postprocess.apply(choice, records)
+  if ranges is not None:
+    post = clip_values(post, ranges)
   table["valence_post"], table["arousal_post"] = post[:, 0], post[:, 1]
   return table
 
 
 # ---------------------------------------------------------------------------- outputs
-def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFrame | None = None) -> None:
-  """Valence and arousal over time, and the trajectory in the valence-arousal plane (PNG)."""
+def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFrame | None = None,
+         ranges=(VALENCE_RANGE, OMG_AROUSAL_RANGE)) -> None:
+  """Valence and arousal over time, and the trajectory in the valence-arousal plane (PNG).
+
+  Draws the `_post` columns (median-filtered, clipped to `ranges`): the raw network values
+  can lie far outside the labels' range (a linear output), where the axes would hide the
+  rest; how many frames' raw values were clipped is written on the figure.
+  """
   import matplotlib
 
   matplotlib.use("Agg")
@@ -511,9 +577,17 @@ def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFram
   fig, (ax, plane) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [2.4, 1]})
   t = frames["time"].to_numpy()
   colours = {"valence": "tab:blue", "arousal": "tab:red"}
-  for dim in metrics.DIMENSIONS:
-    ax.plot(t, frames[dim], color=colours[dim], alpha=0.35, linewidth=0.8, label=f"{dim} (network)")
-    ax.plot(t, frames[f"{dim}_post"], color=colours[dim], linewidth=1.6, label=f"{dim} (median-filtered)")
+  notes = []
+  for dim, (lo, hi) in zip(metrics.DIMENSIONS, ranges):
+    ax.plot(t, frames[f"{dim}_post"], color=colours[dim], linewidth=1.6,
+            label=f"{dim} (median-filtered, in [{lo:g}, {hi:g}])")
+    raw = frames[dim].to_numpy(np.float64)
+    outside = int(((raw < lo) | (raw > hi)).sum())
+    if outside:
+      notes.append(f"{dim}: {outside} frames' network values outside [{lo:g}, {hi:g}] "
+                   f"(min {np.nanmin(raw):+.2f}, max {np.nanmax(raw):+.2f}), clipped")
+  if notes:
+    ax.text(0.01, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
   missing = frames["face_found"].to_numpy() == 0
   if missing.any():
     ax.fill_between(t, 0, 1, where=missing, color="0.85", transform=ax.get_xaxis_transform(), step="mid",
@@ -525,6 +599,7 @@ def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFram
   ax.set_xlabel("time (s)")
   ax.set_ylabel("prediction")
   ax.set_xlim(t[0] if len(t) else 0, t[-1] if len(t) > 1 else 1)
+  ax.set_ylim(min(r[0] for r in ranges) - 0.05, max(r[1] for r in ranges) + 0.05)
   ax.legend(loc="upper right", fontsize=8, ncol=3)
   ax.set_title(title, fontsize=9)
 
@@ -536,11 +611,11 @@ def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFram
   fig.colorbar(points, ax=plane, label="time (s)")
   plane.axhline(0, color="0.6", linewidth=0.5)
   plane.axvline(0, color="0.6", linewidth=0.5)
-  plane.set_xlim(-1, 1)
-  plane.set_ylim(-1, 1)
+  plane.set_xlim(ranges[0][0], ranges[0][1])
+  plane.set_ylim(min(-1.0, ranges[1][0]), max(1.0, ranges[1][1]))
   plane.set_aspect("equal")
-  plane.set_xlabel("valence (median-filtered)")
-  plane.set_ylabel("arousal (median-filtered)")
+  plane.set_xlabel("valence (median-filtered, clipped)")
+  plane.set_ylabel("arousal (median-filtered, clipped)")
   plane.set_title("valence-arousal trajectory", fontsize=9)
   fig.tight_layout()
   tmp = path + ".tmp.png"
@@ -651,7 +726,8 @@ def predict_video(predictor: Predictor, video: str, output_dir: str, utterances:
     from tqdm import tqdm
 
     stream = tqdm(stream, total=info["num_frames"] or None, unit="frame", desc=os.path.basename(video))
-  results = postprocess_stream(stream_predictions(predictor, stream, chunk_frames), predictor.choice)
+  results = postprocess_stream(stream_predictions(predictor, stream, chunk_frames), predictor.choice,
+                               ranges=predictor.ranges)
   count = found = 0
   sums = np.zeros(2)
   try:
@@ -679,10 +755,11 @@ def predict_video(predictor: Predictor, video: str, output_dir: str, utterances:
   outputs = {"frames": frames_csv, "plot": os.path.join(output_dir, "plot.png")}
   if segments is not None:
     outputs["utterances"] = os.path.join(output_dir, "utterances.csv")
-    per_utterance = utterance_table(table, segments, info["fps"], predictor.choice)
+    per_utterance = utterance_table(table, segments, info["fps"], predictor.choice, predictor.ranges)
     per_utterance.to_csv(outputs["utterances"] + ".tmp", index=False, float_format="%.8g")
     os.replace(outputs["utterances"] + ".tmp", outputs["utterances"])
-  plot(table, outputs["plot"], title=f"{os.path.basename(video)}  |  {predictor.config.name}", segments=segments)
+  plot(table, outputs["plot"], title=f"{os.path.basename(video)}  |  {predictor.config.name}", segments=segments,
+       ranges=predictor.ranges)
   if annotated_video:
     outputs["annotated_video"] = os.path.join(output_dir, "annotated.mp4")
     write_annotated_video(video, frames_csv, outputs["annotated_video"], info["fps"])
@@ -695,6 +772,10 @@ def predict_video(predictor: Predictor, video: str, output_dir: str, utterances:
       "face_config": dataclasses.asdict(face_config), "faceless_frames": FACELESS_POLICY,
       "postprocess": postprocess.choice_to_dict(predictor.choice) | {"search": None},
       "postprocess_source": predictor.choice_source,
+      "value_ranges": {dim: list(r) for dim, r in zip(metrics.DIMENSIONS, predictor.ranges)},
+      "value_ranges_source": predictor.range_source,
+      "raw_outside_range": {dim: int(((table[dim] < lo) | (table[dim] > hi)).sum())
+                            for dim, (lo, hi) in zip(metrics.DIMENSIONS, predictor.ranges)},
       "seconds": seconds, "frames_per_second": count / seconds if seconds > 0 else None,
       "outputs": outputs,
   }
@@ -719,6 +800,9 @@ def define_flags() -> None:
                       "(default: the file name without extension).")
   flags.DEFINE_bool("annotated_video", False, "Also write annotated.mp4 (face box, valence/arousal gauges).")
   flags.DEFINE_integer("chunk_frames", 80, "Frames per network call: memory, not results, depends on it.")
+  flags.DEFINE_string("arousal_range", None, "lo,hi: the arousal labels' range of the model's training data; "
+                      "arousal_post is clipped to it (default 0,1: OMG's labels; -1,1 for Aff-Wild). valence_post is "
+                      "clipped to [-1, 1]; the raw valence/arousal columns are never clipped.")
   flags.DEFINE_enum("which", "best", ["best", "latest"], "For a workdir: best-validation or latest weights.")
   flags.DEFINE_integer("crop_size", d.crop_size, "Face crop side before resizing to the model's input "
                        "(data preparation's --crop_size).")
@@ -750,7 +834,8 @@ def main(argv) -> None:
     faces.probe_video(f.video)
     if f.utterances:
       read_utterances(f.utterances, f.utterance_video or os.path.splitext(os.path.basename(f.video))[0])
-    predictor = load_predictor(f.model, which=f.which)
+    value_ranges(f.arousal_range)  # A bad range fails before the model loads.
+    predictor = load_predictor(f.model, which=f.which, arousal_range=f.arousal_range)
     summary = predict_video(predictor, f.video, f.output_dir, utterances=f.utterances,
                             annotated_video=f.annotated_video, chunk_frames=f.chunk_frames, face_config=face_config,
                             utterance_video=f.utterance_video, progress=f.progress)

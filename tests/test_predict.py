@@ -226,7 +226,8 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
   assert predictor.choice.median_window == (3, 3)
   post = table[["valence_post", "arousal_post"]].to_numpy()
   for part in (found & (np.arange(36) < 20), found & (np.arange(36) >= 20)):
-    np.testing.assert_allclose(post[part], postprocess.median_filter_frames(whole[part], None, (3, 3)), atol=1e-5)
+    filtered = postprocess.median_filter_frames(whole[part], None, (3, 3))
+    np.testing.assert_allclose(post[part], predict.clip_values(filtered, predictor.ranges), atol=1e-5)
   assert not np.allclose(post[found], table.loc[found, ["valence", "arousal"]].to_numpy())
 
   utterances = pd.read_csv(out / "utterances.csv")
@@ -360,3 +361,48 @@ def test_utterance_names_default_and_values_come_from_the_frames_in_range(tmp_pa
   # No filter, no smoothing: post = raw.
   np.testing.assert_allclose(out[["valence_post", "arousal_post"]].to_numpy(np.float64),
                              out[["valence", "arousal"]].to_numpy(np.float64))
+
+
+# ---------------------------------------------------------------------------------- value ranges
+def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_video, tmp_path):
+  """An out-of-domain model (|valence| > 2): raw columns keep it, the _post columns and the plot stay in range."""
+  config = _config()
+  model = _model(config, seed=7)
+  output = model.get_layer("output")
+  kernel, bias = output.get_weights()
+  output.set_weights([kernel * 15.0, bias])
+  saved = export.export_saved_model(model, config, str(tmp_path / "loud"))
+  segments = tmp_path / "segments.csv"
+  segments.write_text("start,end\n0,1.5\n1.5,3.6\n")
+  for arousal_range, lo in ((None, 0.0), ("-1,1", -1.0)):
+    predictor = predict.load_predictor(saved, arousal_range=arousal_range)
+    assert predictor.ranges == ((-1.0, 1.0), (lo, 1.0))
+    out = tmp_path / f"out{lo}"
+    summary = predict.predict_video(predictor, face_video, str(out), utterances=str(segments), chunk_frames=7)
+    table = pd.read_csv(out / "frames.csv")
+    found = table["face_found"].to_numpy() == 1
+    raw = table.loc[found, ["valence", "arousal"]].to_numpy()
+    post = table.loc[found, ["valence_post", "arousal_post"]].to_numpy()
+    assert np.abs(raw[:, 0]).max() > 2  # the network's raw values are kept, out of range
+    assert post[:, 0].min() >= -1 and post[:, 0].max() <= 1
+    assert post[:, 1].min() >= lo and post[:, 1].max() <= 1
+    assert ((post[:, 0] == 1) | (post[:, 0] == -1)).any()  # clipped, not rescaled
+    # The post columns = the median filter of the raw values, clipped (before and after the gap).
+    frame = table["frame"].to_numpy()
+    for part in (found & (frame < 20), found & (frame >= 20)):
+      want = predict.clip_values(postprocess.median_filter_frames(
+          table.loc[part, ["valence", "arousal"]].to_numpy(), None, (3, 3)), predictor.ranges)
+      np.testing.assert_allclose(table.loc[part, ["valence_post", "arousal_post"]].to_numpy(), want, atol=1e-6)
+    outside = {"valence": int(((raw[:, 0] < -1) | (raw[:, 0] > 1)).sum()),
+               "arousal": int(((raw[:, 1] < lo) | (raw[:, 1] > 1)).sum())}
+    assert summary["raw_outside_range"] == outside and outside["valence"] > 0
+    assert summary["value_ranges"] == {"valence": [-1.0, 1.0], "arousal": [lo, 1.0]}
+    utterances = pd.read_csv(out / "utterances.csv")
+    assert utterances["valence_post"].between(-1, 1).all() and utterances["arousal_post"].between(lo, 1).all()
+    assert (out / "plot.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("text", ["1", "a,b", "1,0", "0,inf", "0,1,2"])
+def test_a_bad_arousal_range_is_refused_naming_it(trained, text):
+  with pytest.raises(ValueError, match=f"arousal range '{text}'"):
+    predict.load_predictor(trained[2], arousal_range=text)
