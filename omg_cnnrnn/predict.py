@@ -463,9 +463,73 @@ def postprocess_stream(results: Iterable[FrameResult], choice: postprocess.Postp
   assert not queue and not waiting
 
 
-def face_frames(video: str, face_config: faces.FaceConfig, detector: faces.Detector | None = None
-                ) -> Iterator[tuple[float, bool, np.ndarray, np.ndarray]]:
-  """`(time, face_found, box, crop)` per decoded frame: the data preparation's face pipeline."""
+def is_capture(video) -> bool:
+  """Whether `video` is an opened-capture-like object (`cv2.VideoCapture`: `read()`, `get()`)."""
+  return callable(getattr(video, "read", None)) and callable(getattr(video, "get", None))
+
+
+def source_info(video) -> dict:
+  """`faces.probe_video` of a file, or the same keys for a `cv2.VideoCapture`.
+
+  A capture's frame rate is what it reports (a camera or stream may report 0: then
+  `fps` is None and times count frames at 25/s, as `capture_fps_source` says); its
+  frame count is unknown (0); nothing is read from it here.
+
+  Raises:
+    faces.VideoError: an unusable file, or a capture that is not opened.
+  """
+  if not is_capture(video):
+    return faces.probe_video(os.fspath(video))
+  name = capture_name(video)
+  if callable(getattr(video, "isOpened", None)) and not video.isOpened():
+    raise faces.VideoError(name, "the capture is not opened (OpenCV could not open the camera, stream or file)")
+  fps = float(video.get(cv2.CAP_PROP_FPS) or 0.0)
+  ok = np.isfinite(fps) and 0 < fps < 1000
+  return {"fps": fps if ok else None, "num_frames": max(0, int(video.get(cv2.CAP_PROP_FRAME_COUNT) or 0)),
+          "width": int(video.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), "height": int(video.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+          "duration": None}
+
+
+DEFAULT_CAPTURE_FPS = 25.0
+
+
+def capture_name(video) -> str:
+  return getattr(video, "name", None) or f"<{type(video).__name__}>"
+
+
+def read_capture(capture, fps: float | None) -> Iterator[tuple[float, np.ndarray]]:
+  """`(time, RGB frame)` from a capture until it ends; the caller keeps (and releases) it."""
+  rate = fps or DEFAULT_CAPTURE_FPS
+  index = 0
+  while True:
+    ok, frame = capture.read()
+    if not ok or frame is None:
+      break
+    yield index / rate, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    index += 1
+  if index == 0:
+    raise faces.VideoError(capture_name(capture), "the capture gave no frames")
+
+
+def track_faces(frames: Iterable[tuple[float, np.ndarray]], face_config: faces.FaceConfig,
+                detector: faces.Detector | None = None) -> Iterator[tuple[float, bool, np.ndarray, np.ndarray]]:
+  """`(time, face_found, box, crop)` of `(time, RGB frame)` pairs, through one `faces.FaceTracker`."""
+  tracker = faces.FaceTracker(face_config, detector)
+  for t, frame in frames:
+    found, box, crop = tracker.update(frame)
+    yield t, found, box, crop
+
+
+def face_frames(video, face_config: faces.FaceConfig, detector: faces.Detector | None = None,
+                info: dict | None = None) -> Iterator[tuple[float, bool, np.ndarray, np.ndarray]]:
+  """`(time, face_found, box, crop)` per decoded frame: the data preparation's face pipeline.
+
+  `video` is a file or a `cv2.VideoCapture` (read to its end, not released).
+  """
+  if is_capture(video):
+    info = info or source_info(video)
+    yield from track_faces(read_capture(video, info["fps"]), face_config, detector)
+    return
   for face in faces.iter_faces(video, face_config, detector):
     yield face.timestamp, face.face_found, face.box, face.crop
 
@@ -679,6 +743,21 @@ def write_annotated_video(video: str, frames_csv: str, path: str, fps: float) ->
   os.replace(tmp, path)
 
 
+def _counted(stream, bar):
+  for item in stream:
+    yield item
+    bar.update(1)
+
+
+def _stat(column: pd.Series, which: str) -> float | None:
+  """Mean or population sd of a column's finite values (None without any)."""
+  values = column.to_numpy(np.float64)
+  values = values[np.isfinite(values)]
+  if not len(values):
+    return None
+  return float(values.mean() if which == "mean" else values.std())
+
+
 def _write_json(path: str, value: dict) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
@@ -687,15 +766,16 @@ def _write_json(path: str, value: dict) -> None:
   os.replace(tmp, path)
 
 
-def predict_video(predictor: Predictor, video: str, output_dir: str, utterances: str | None = None,
+def predict_video(predictor: Predictor, video, output_dir: str, utterances: str | None = None,
                   annotated_video: bool = False, chunk_frames: int = 80,
                   face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
-                  utterance_video: str | None = None, progress: bool = False) -> dict:
+                  utterance_video: str | None = None, progress=False) -> dict:
   """Runs the model over a video and writes the outputs of the module docstring.
 
   Args:
     predictor: from `load_predictor`.
-    video: any file OpenCV reads.
+    video: any file OpenCV reads, or an opened `cv2.VideoCapture` (read to its end; not
+      with `annotated_video`, which reads the video twice).
     output_dir: created if needed; existing outputs are replaced (each atomically).
     utterances: optional segment CSV (`read_utterances`).
     annotated_video: also write `annotated.mp4`.
@@ -704,7 +784,8 @@ def predict_video(predictor: Predictor, video: str, output_dir: str, utterances:
     detector: a `faces.Detector` (None: MTCNN).
     utterance_video: the video's name in `utterances` (default: the file name without
       extension).
-    progress: show a tqdm bar.
+    progress: show a tqdm bar; or an object with `update(n)` (a shared bar) told of
+      each frame.
 
   Returns:
     The summary written to `summary.json`.
@@ -713,19 +794,27 @@ def predict_video(predictor: Predictor, video: str, output_dir: str, utterances:
     faces.VideoError: the video cannot be read (names the file).
     UtterancesError: a bad `utterances` file (names it); checked before the video runs.
   """
-  video = os.fspath(video)
-  info = faces.probe_video(video)
-  name = utterance_video or os.path.splitext(os.path.basename(video))[0]
+  capture = is_capture(video)
+  if capture and annotated_video:
+    raise ValueError(f"{capture_name(video)}: annotated_video needs a video file (it reads the video twice), "
+                     "not a capture")
+  video = video if capture else os.fspath(video)
+  label = capture_name(video) if capture else video
+  info = source_info(video)
+  name = utterance_video or (os.path.splitext(os.path.basename(label))[0])
+  fps = info["fps"] or DEFAULT_CAPTURE_FPS
   segments = read_utterances(utterances, name) if utterances else None
   os.makedirs(output_dir, exist_ok=True)
   frames_csv = os.path.join(output_dir, "frames.csv")
   tmp = frames_csv + ".tmp"
   began = time.perf_counter()
-  stream = face_frames(video, face_config, detector)
-  if progress:
+  stream = face_frames(video, face_config, detector, info)
+  if callable(getattr(progress, "update", None)):
+    stream = _counted(stream, progress)
+  elif progress:
     from tqdm import tqdm
 
-    stream = tqdm(stream, total=info["num_frames"] or None, unit="frame", desc=os.path.basename(video))
+    stream = tqdm(stream, total=info["num_frames"] or None, unit="frame", desc=os.path.basename(label))
   results = postprocess_stream(stream_predictions(predictor, stream, chunk_frames), predictor.choice,
                                ranges=predictor.ranges)
   count = found = 0
@@ -755,18 +844,23 @@ def predict_video(predictor: Predictor, video: str, output_dir: str, utterances:
   outputs = {"frames": frames_csv, "plot": os.path.join(output_dir, "plot.png")}
   if segments is not None:
     outputs["utterances"] = os.path.join(output_dir, "utterances.csv")
-    per_utterance = utterance_table(table, segments, info["fps"], predictor.choice, predictor.ranges)
+    per_utterance = utterance_table(table, segments, fps, predictor.choice, predictor.ranges)
     per_utterance.to_csv(outputs["utterances"] + ".tmp", index=False, float_format="%.8g")
     os.replace(outputs["utterances"] + ".tmp", outputs["utterances"])
-  plot(table, outputs["plot"], title=f"{os.path.basename(video)}  |  {predictor.config.name}", segments=segments,
+  plot(table, outputs["plot"], title=f"{os.path.basename(label)}  |  {predictor.config.name}", segments=segments,
        ranges=predictor.ranges)
   if annotated_video:
     outputs["annotated_video"] = os.path.join(output_dir, "annotated.mp4")
     write_annotated_video(video, frames_csv, outputs["annotated_video"], info["fps"])
   summary = {
-      "video": os.path.abspath(video), "fps": info["fps"], "frame_size": [info["width"], info["height"]],
-      "frames": count, "faces_found": found, "duration_s": count / info["fps"],
+      "video": label if capture else os.path.abspath(video), "fps": fps,
+      "fps_source": "the video" if info["fps"] else f"the capture reports none: {DEFAULT_CAPTURE_FPS:g} assumed",
+      "frame_size": [info["width"], info["height"]],
+      "frames": count, "faces_found": found, "duration_s": count / fps,
       "mean_valence": sums[0] / found if found else None, "mean_arousal": sums[1] / found if found else None,
+      # Of the values users read (median-filtered, clipped): the --videos index shows them.
+      "post_stats": {dim: {"mean": _stat(table[f"{dim}_post"], "mean"), "sd": _stat(table[f"{dim}_post"], "sd")}
+                     for dim in metrics.DIMENSIONS},
       "model": os.path.abspath(predictor.path), "model_kind": predictor.kind, "experiment": predictor.config.name,
       "image_size": predictor.image_size, "chunk_frames": chunk_frames,
       "face_config": dataclasses.asdict(face_config), "faceless_frames": FACELESS_POLICY,
