@@ -5,7 +5,9 @@ changing size over a panning background, leaving the picture twice (once walking
 once cut away), then runs the whole per-frame pipeline for several settings: decode,
 detect, track, crop and JPEG-encode the crop. For each it reports frames/s and the mean
 box IoU against per-frame full-resolution detection (the reference) and against the true
-pasted box.
+pasted box, and the two rates of a face that leaves: the share of face-less frames
+flagged (target >= 90%) and of frames with the whole face in the picture where it is
+found (target >= 98%), with the frame of each face-less stretch first flagged.
 
   python data_prep/bench_faces.py
   python data_prep/bench_faces.py --frames=150 --settings=1@1.0,10@0.5
@@ -237,15 +239,39 @@ def benchmark(path: str, scene: Scene, settings: list[str], repeat: int = 1) -> 
     yield dict(setting=name, fps=len(run.face_found) / run.seconds, runs=run.detector_runs,
                iou_ref=mean_iou(run.boxes, ref_boxes, reference.detected),
                iou_true=mean_iou(run.boxes, scene.boxes, scene.inside),
-               found=float(run.face_found[scene.inside].mean()), false=int(run.face_found[absent].sum()))
+               found=float(run.face_found[scene.inside].mean()), false=int(run.face_found[absent].sum()),
+               flagged=float((~run.face_found[absent]).mean()) if absent.any() else float("nan"),
+               first_flagged=first_flagged(run.face_found, absent))
+
+
+def first_flagged(face_found: np.ndarray, absent: np.ndarray) -> str:
+  """For each stretch of face-less frames, how many frames into it the face was first flagged.
+
+  0 is the first face-less frame itself; "-" a stretch never flagged.
+  """
+  out, i = [], 0
+  while i < len(absent):
+    if not absent[i]:
+      i += 1
+      continue
+    j = i
+    while j < len(absent) and absent[j]:
+      j += 1
+    missing = np.flatnonzero(~face_found[i:j])
+    out.append(str(missing[0]) if len(missing) else "-")
+    i = j
+  return ",".join(out)
 
 
 LEGEND = """
 IoU ref: mean box IoU against the reference's detections (per-frame, full resolution),
   over the frames where it detected a face; a frame without a box counts 0.
 IoU true: the same against the true pasted face box, over frames where it is wholly inside.
-found: share of those frames with a face; false: frames with a face reported while none
-  is in the picture (boxes held after the face vanished)."""
+found: share of those frames with a face (target: >= 98%); false: frames with a face
+  reported while none is in the picture (boxes held after the face vanished); flagged: share
+  of the face-less frames marked face-less (target: >= 90%); first flagged: per stretch of
+  face-less frames, the frame of the stretch where the face was first flagged missing (0:
+  its first frame). Frames where the face is partly in the picture count in neither rate."""
 
 
 def main(argv):
@@ -258,12 +284,17 @@ def main(argv):
     print(f"video: {len(scene.frames)} frames {width}x{height} at {_FPS.value:g} fps; face wholly inside in "
           f"{scene.inside.sum()}, absent in {np.isnan(scene.boxes).any(axis=1).sum()}; {os.cpu_count()} CPU "
           "cores (shared: timings are noisy)")
-    print(f"{'setting':>11} {'frames/s':>9} {'det runs':>8} {'IoU ref':>8} {'IoU true':>8} {'found':>6} {'false':>6}")
+    print(f"{'setting':>11} {'frames/s':>9} {'det runs':>8} {'IoU ref':>8} {'IoU true':>8} {'found':>6} {'false':>6} "
+          f"{'flagged':>7}  first flagged")
     for r in benchmark(path, scene, _SETTINGS.value, _REPEAT.value):
       print(f"{r['setting']:>11} {r['fps']:9.1f} {r['runs']:8d} {r['iou_ref']:8.3f} {r['iou_true']:8.3f} "
-            f"{r['found']:6.1%} {r['false']:6d}", flush=True)
+            f"{r['found']:6.1%} {r['false']:6d} {r['flagged']:7.1%}  {r['first_flagged']}", flush=True)
   print(LEGEND)
   print(f"defaults: {faces.FaceConfig()}")
+  from omg_cnnrnn import hardware
+
+  # Times mean little without the machine's speed, measured in the same run.
+  print(f"this machine: {hardware.matmul_peak(2048):.0f} GFLOP/s (float32 2048^2 matmul)")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 Used by data preparation (`data_prep`) and by video prediction alike; there is no other copy.
 
 - Reading: `probe_video` / `read_frames` (OpenCV's FFmpeg backend). Every decoded frame of
-  `[start, end)` is yielded with its timestamp `index / fps`; anything unusable (missing,
-  empty, not a video, truncated or corrupt, no frames, a segment outside the video) raises
-  `VideoError`, which names the file and the reason.
+  `[start, end)` is yielded with its timestamp, the decoder's presentation time (so a
+  variable-frame-rate video is cut at the right frames; index / fps where the container
+  gives no times); anything unusable (missing, empty, not a video, truncated or corrupt,
+  no frames, a segment outside the video) raises `VideoError`, which names the file and
+  the reason.
 - Detection: MTCNN (the `mtcnn` package ships its weights and runs offline; the paper used
   the DPM detector ffld2, SPEC chooses MTCNN) behind a small `Detector` protocol, its
   networks run as TensorFlow graphs (2-3x faster than the package's eager calls). It runs
@@ -20,11 +22,16 @@ Used by data preparation (`data_prep`) and by video prediction alike; there is n
   so a second, larger face elsewhere does not steal it. A face elsewhere that looks like
   the target (`reid_similarity`) is taken at once (a cut); after a loss the new track
   prefers the face most like the last target.
-- Misses: when the detector runs and does not find the target, the last box is held
-  (followed by the flow where it is reliable) for `max_hold_frames` frames, then frames are
-  marked missing: face_found False, box NaN, a black crop; a box that has left the
-  picture is dropped at once. Frames are never dropped, so the timeline stays aligned with
-  per-frame labels.
+- Verification: every frame, the tracked box is compared with the target's appearance
+  (`verify_similarity`); a box that no longer shows it (the face walked out, was cut
+  away or covered, and the flow follows the background) makes the detector run at once,
+  over the whole frame at full resolution if the window misses.
+- Misses: when the detector runs and does not find the target, a box that still looks
+  like the target is held (followed by the flow where it is reliable) for
+  `max_hold_frames` frames, then frames are marked missing: face_found False, box NaN, a
+  black crop; a box that no longer looks like the target, or has left the picture, is
+  dropped at once, so the first frame without the face is marked. Frames are never
+  dropped, so the timeline stays aligned with per-frame labels.
 - Crops: a square around the box centre, side (1 + 2 margin) x the box's larger side,
   padded with black outside the frame, resized to `crop_size`.
 
@@ -116,6 +123,11 @@ class FaceConfig:
   # 0.7-1.2x brightness >= 0.75, mean 0.92; two different people <= 0.53) is the target
   # after a jump (a cut), taken at once instead of after the hold. Above 1 disables it.
   reid_similarity: float = 0.8
+  # Every frame, the tracked box is checked against the target's appearance (the same
+  # correlation): below this the face has left the box (walked out, cut away, covered),
+  # the detector runs at once, and if it does not find the target the frame is marked
+  # missing at once instead of being held. -1 disables the check.
+  verify_similarity: float = 0.5
   # Optical flow: the box follows the points only if at least this many survive the
   # forward-backward check and the RANSAC fit; otherwise the detector runs at once.
   min_flow_points: int = 8
@@ -132,6 +144,7 @@ class FaceConfig:
         "min_face_size": self.min_face_size >= 1, "min_confidence": 0 <= self.min_confidence <= 1,
         "max_center_jump": self.max_center_jump > 0, "max_size_ratio": self.max_size_ratio >= 1,
         "initial_target": self.initial_target in INITIAL_TARGETS,
+        "verify_similarity": -1 <= self.verify_similarity <= 1,
         "min_flow_points": self.min_flow_points >= 3, "max_flow_scale_change": self.max_flow_scale_change > 0,
     }
     bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
@@ -351,12 +364,52 @@ def _frame_range(path: str, info: dict, start: float | None, end: float | None) 
 
 
 def time_to_frame(seconds: float, fps: float) -> int:
-  """The first frame at or after `seconds`: where a cut at that time starts or stops."""
+  """The first frame at or after `seconds`: where a cut at that time starts or stops.
+
+  For a constant-frame-rate video, where frame i is shown at i / fps; `read_frames` cuts
+  by each frame's own time with the same rule (`at_or_after`), which is this for those.
+  """
   return int(math.ceil(seconds * fps - 1e-6))
+
+
+def at_or_after(timestamp: float, seconds: float, fps: float) -> bool:
+  """Whether a frame shown at `timestamp` lies at or after a cut at `seconds`.
+
+  The rule of `time_to_frame` (a millionth of a frame period of slack for the rounding of
+  cut times), applied to the frame's time instead of its index.
+  """
+  return timestamp * fps >= seconds * fps - 1e-6
+
+
+# Decoded timestamps within this of the nominal frame grid (index / fps) are taken as on
+# it: containers such as Matroska store times in whole milliseconds, and a constant-rate
+# video's frames should cut exactly as `time_to_frame` says.
+_GRID_SNAP_S = 0.0005
+# `read_frames` seeks this far before a cut's start and decodes forward: seeking by time
+# is by an estimated frame number, which a variable frame rate makes approximate.
+_SEEK_MARGIN_S = 1.0
+
+
+def _frame_time(cap, previous: float | None, fps: float) -> float:
+  """The decoder's presentation time of the frame just grabbed, in seconds.
+
+  `CAP_PROP_POS_MSEC` where the container gives increasing times (so a variable-frame-rate
+  video keeps its real timing); otherwise one nominal period after the previous frame.
+  """
+  t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+  if not math.isfinite(t) or t < 0 or (previous is not None and t <= previous):
+    return 0.0 if previous is None else previous + 1.0 / fps
+  grid = round(t * fps) / fps
+  return grid if abs(t - grid) <= _GRID_SNAP_S else t
 
 
 def read_frames(path: str, start: float | None = None, end: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
   """Decodes the frames of `[start, end)`.
+
+  Frames are placed in time by the decoder's presentation times (`CAP_PROP_POS_MSEC`), not
+  by index / fps, so a variable-frame-rate video is cut at the frames shown at `start` and
+  `end`; a container without usable times falls back to index / fps. For a constant rate
+  the two agree (times within half a millisecond of the frame grid are snapped to it).
 
   Args:
     path: the video file.
@@ -364,7 +417,7 @@ def read_frames(path: str, start: float | None = None, end: float | None = None)
     end: the second where reading stops, exclusive (None: the end).
 
   Yields:
-    (timestamp in seconds from the start of the file = frame index / fps, RGB uint8 frame).
+    (timestamp in seconds from the start of the file, RGB uint8 frame).
 
   Raises:
     VideoError: see `probe_video`; also a segment outside the video, `end <= start`, a
@@ -378,30 +431,51 @@ def read_frames(path: str, start: float | None = None, end: float | None = None)
   # What the container promises; some estimate it from the duration, so frames beyond it
   # are still read, and only a clear shortfall counts as truncation.
   promised = info["num_frames"] if stop is None else min(stop, info["num_frames"] or stop)
+  lo = start or 0.0
   cap = cv2.VideoCapture(path)
-  index = 0
+  index = 0  # frames grabbed since the start of the file; None after a seek
+  previous = None  # time of the last grabbed frame
+  pending = False  # a frame grabbed while checking the seek, not yet used
+  if lo > _SEEK_MARGIN_S and cap.set(cv2.CAP_PROP_POS_MSEC, (lo - _SEEK_MARGIN_S) * 1000.0):
+    # FFmpeg seeks to the key frame before and decodes forward. The first frame grabbed
+    # must lie before `start` (else frames may have been skipped); if not, the file is
+    # decoded from its beginning instead.
+    ok = cap.grab()
+    t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if ok else float("nan")
+    if ok and t > 0 and not at_or_after(t, lo, fps):
+      previous, pending, index = _frame_time(cap, None, fps), True, None
+    else:
+      cap.release()
+      cap = cv2.VideoCapture(path)
+  yielded, stopped = 0, False
   try:
-    if first:
-      # FFmpeg seeks to the key frame before and decodes forward; if the container does
-      # not allow seeking, frames are decoded and skipped instead.
-      if not cap.set(cv2.CAP_PROP_POS_FRAMES, first) or int(cap.get(cv2.CAP_PROP_POS_FRAMES)) != first:
-        cap.release()
-        cap = cv2.VideoCapture(path)
-        while index < first and cap.grab():
-          index += 1
-      index = first
-    while stop is None or index < stop:
-      ok, frame = cap.read()
-      if not ok:
+    while True:
+      if pending:
+        pending = False
+      elif cap.grab():
+        previous = _frame_time(cap, previous, fps)
+        index = None if index is None else index + 1
+      else:
         break
-      yield index / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-      index += 1
+      t = previous
+      if not at_or_after(t, lo, fps):
+        continue  # before the cut: decoded (the codec needs it), not converted
+      if end is not None and at_or_after(t, end, fps):
+        stopped = True
+        break
+      ok, frame = cap.retrieve()
+      if not ok or frame is None:
+        break
+      yielded += 1
+      yield t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
   finally:
     cap.release()
-  if index == first:
+  if not yielded:
     raise VideoError(path, f"no decodable frames between {start} and {end} s")
-  if promised and index < promised - 1 - 0.01 * (promised - first):
-    raise VideoError(path, f"decoding stopped at frame {index} of {promised} (truncated or corrupt video)")
+  # Frames decoded from the start of the file (estimated on the nominal grid after a seek).
+  reached = index if index is not None else int(round(previous * fps)) + 1
+  if not stopped and promised and reached < promised - 1 - 0.01 * (promised - first):
+    raise VideoError(path, f"decoding stopped at frame {reached} of {promised} (truncated or corrupt video)")
 
 
 # ------------------------------------------------------------------------------------ crops
@@ -555,6 +629,12 @@ class FaceTracker:
     sig = _signature(gray, box)
     return -1.0 if sig is None or self._signature is None else float(sig @ self._signature)
 
+  def _looks_like_target(self, gray, box) -> bool:
+    """Whether the box's content matches the target's appearance (True before it is known)."""
+    if self._signature is None or self.config.verify_similarity <= -1:
+      return True
+    return self._similarity(gray, box) >= self.config.verify_similarity
+
   def _reidentified(self, detections, gray):
     """A detection away from the track that looks like the target (it jumped), or None."""
     if self._signature is None or not detections:
@@ -660,11 +740,14 @@ class FaceTracker:
       if followed is not None:
         self.box = followed
     self._since_detect += 1
+    # Whether the box still shows the target: a face that left leaves the flow following
+    # the background, and the box would be held on it until the next detection.
+    unlike = self.box is not None and not self._looks_like_target(gray, self.box)
     if self.box is None:
       run = self._since_detect >= c.search_every
     else:
       # Also when the flow fails: the face has likely turned, been covered or left.
-      run = self.misses > 0 or self._since_detect >= c.detect_every or followed is None
+      run = self.misses > 0 or self._since_detect >= c.detect_every or followed is None or unlike
     self.detected = False
     if run:
       self._since_detect = 0
@@ -676,7 +759,9 @@ class FaceTracker:
       else:
         target = self._continuation(self._detect_roi(frame_rgb)) if c.roi_detection else None
         if target is None:
-          detections = self._detect(frame_rgb)
+          # Before a box that no longer looks like the target is given up, the whole frame
+          # is searched finely: the face may have moved faster than the flow could follow.
+          detections = self._detect(frame_rgb, self._fine_scale() if unlike else None)
           target = self._continuation(detections)
           if target is None:
             target = self._reidentified(detections, gray)
@@ -688,7 +773,7 @@ class FaceTracker:
         # A box mostly outside the picture holds no face: the target walked out.
         h, w = gray.shape
         visible = box_area(np.clip(self.box, 0, [w, h, w, h])) / max(box_area(self.box), 1e-6)
-        if self.misses > c.max_hold_frames or visible < 0.5:
+        if self.misses > c.max_hold_frames or visible < 0.5 or unlike:
           self.box, self.misses = None, 0
     if self.box is None:
       return False, np.full(4, np.nan, np.float32), np.zeros((c.crop_size, c.crop_size, 3), np.uint8)
