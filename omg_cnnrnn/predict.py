@@ -2,6 +2,8 @@
 
     omg-predict --model=<SavedModel dir or training workdir> --video=<file> --output_dir=<dir> \\
         [--utterances=<CSV with start,end seconds>] [--annotated_video] [--chunk_frames=80]
+    omg-predict --model=... --videos=<folder, glob or list file> --output_dir=<dir> [--num_workers=2]
+        (one folder per video and index.csv; resumable: `omg_cnnrnn.batch`)
     python -m omg_cnnrnn.predict ...   (the same)
 
 Trust: a SavedModel is a program (its graph may read and write files when loaded and run):
@@ -769,7 +771,8 @@ def _write_json(path: str, value: dict) -> None:
 def predict_video(predictor: Predictor, video, output_dir: str, utterances: str | None = None,
                   annotated_video: bool = False, chunk_frames: int = 80,
                   face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
-                  utterance_video: str | None = None, progress=False) -> dict:
+                  utterance_video: str | None = None, progress=False,
+                  face_stream: Iterable[tuple[float, bool, np.ndarray, np.ndarray]] | None = None) -> dict:
   """Runs the model over a video and writes the outputs of the module docstring.
 
   Args:
@@ -786,6 +789,8 @@ def predict_video(predictor: Predictor, video, output_dir: str, utterances: str 
       extension).
     progress: show a tqdm bar; or an object with `update(n)` (a shared bar) told of
       each frame.
+    face_stream: the video's `face_frames` computed elsewhere (e.g. in a worker thread,
+      `batch.predict_videos`); None: computed here.
 
   Returns:
     The summary written to `summary.json`.
@@ -808,7 +813,7 @@ def predict_video(predictor: Predictor, video, output_dir: str, utterances: str 
   frames_csv = os.path.join(output_dir, "frames.csv")
   tmp = frames_csv + ".tmp"
   began = time.perf_counter()
-  stream = face_frames(video, face_config, detector, info)
+  stream = face_frames(video, face_config, detector, info) if face_stream is None else face_stream
   if callable(getattr(progress, "update", None)):
     stream = _counted(stream, progress)
   elif progress:
@@ -887,6 +892,11 @@ def define_flags() -> None:
                       "is a program (its graph may read and write files): load only one from a trusted source. "
                       "For untrusted weights pass a training workdir (config.json + checkpoint tensors, no graph).")
   flags.DEFINE_string("video", None, "The video: any file OpenCV reads.")
+  flags.DEFINE_string("videos", None, "Many videos instead of --video: a folder, a glob pattern or a list file "
+                      "(one path a line). One folder per video in --output_dir and index.csv; videos already done "
+                      "are skipped (resumable); a bad video is reported in the index while the others go through.")
+  flags.DEFINE_integer("num_workers", 0, "With --videos: threads running the face pipeline of upcoming videos "
+                       "ahead of the network (0: in line).")
   flags.DEFINE_string("output_dir", None, "Where frames.csv, plot.png, summary.json ... go.")
   flags.DEFINE_string("utterances", None, "Optional CSV of segments (start,end seconds; OMG layout works): "
                       "writes utterances.csv.")
@@ -906,7 +916,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("min_face_size", d.min_face_size, "Smallest face accepted, source pixels.")
   flags.DEFINE_enum("initial_target", d.initial_target, list(faces.INITIAL_TARGETS), "Which face to follow.")
   flags.DEFINE_bool("progress", True, "Show a progress bar.")
-  flags.mark_flags_as_required(["model", "video", "output_dir"])
+  flags.mark_flags_as_required(["model", "output_dir"])
   # --helpshort lists the flags of the main module: the console script's, or this one's with -m.
   for name in flags.FLAGS.get_flags_for_module(__name__):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], name)
@@ -924,6 +934,12 @@ def main(argv) -> None:
                                    initial_target=f.initial_target)
     if f.chunk_frames < 1:
       raise ValueError(f"--chunk_frames={f.chunk_frames} must be >= 1")
+    if (f.video is None) == (f.videos is None):
+      raise ValueError("give exactly one of --video (one video) and --videos (a folder, pattern or list file)")
+    if f.videos is not None:
+      return _main_videos(f, face_config)
+    if f.num_workers:
+      raise ValueError("--num_workers applies to --videos only")
     # Cheap checks first: a bad video or segment file fails before the model loads.
     faces.probe_video(f.video)
     if f.utterances:
@@ -936,6 +952,40 @@ def main(argv) -> None:
   except (ModelError, faces.VideoError, UtterancesError, ValueError) as e:
     raise SystemExit(f"omg-predict: error: {e}") from None
   print(json.dumps({k: summary[k] for k in ("frames", "faces_found", "frames_per_second", "outputs")}))
+
+
+def _main_videos(f, face_config: faces.FaceConfig) -> None:
+  from omg_cnnrnn import batch
+
+  if f.num_workers < 0:
+    raise ValueError(f"--num_workers={f.num_workers} must be >= 0")
+  if f.utterance_video:
+    raise ValueError("--utterance_video names one video; with --videos each video's name is its file name")
+  try:
+    videos = batch.list_videos(f.videos)
+  except batch.VideosError as e:
+    raise ValueError(str(e)) from None
+  if f.utterances:
+    read_utterances_file_check(f.utterances)
+  value_ranges(f.arousal_range)
+  predictor = load_predictor(f.model, which=f.which, arousal_range=f.arousal_range)
+  index = batch.predict_videos(predictor, videos, f.output_dir, face_config=face_config,
+                               chunk_frames=f.chunk_frames, num_workers=f.num_workers, progress=f.progress,
+                               utterances=f.utterances, annotated_video=f.annotated_video)
+  status = index["status"].astype(str)
+  failed = index.loc[status.str.startswith("error"), "video"].tolist()
+  print(json.dumps({"videos": len(index), "ok": int((status == "ok").sum()),
+                    "done_earlier": int((status == "done earlier").sum()), "errors": len(failed),
+                    "index": os.path.join(f.output_dir, "index.csv")}))
+  if failed:
+    raise SystemExit(f"omg-predict: {len(failed)} of {len(index)} videos failed (see index.csv): "
+                     + ", ".join(failed[:10]) + (" ..." if len(failed) > 10 else ""))
+
+
+def read_utterances_file_check(path: str) -> None:
+  """Fails early on a missing or unreadable segment file (per-video rows are checked per video)."""
+  if not os.path.isfile(path):
+    raise UtterancesError(f"{path}: utterance file not found" if not os.path.exists(path) else f"{path}: not a file")
 
 
 def run() -> None:
