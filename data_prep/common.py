@@ -1,7 +1,7 @@
 """The engine shared by `prepare_omg` and `prepare_affwild`: items, workers, resume, shards, manifest.
 
-- Each input (an OMG utterance, an Aff-Wild video) is one `Item`. A worker runs the face
-  pipeline (`omg_cnnrnn.faces.process_video`) on it and writes its serialized
+- Each input (an OMG utterance, an Aff-Wild video) is one `Item`. A worker streams it
+  through the face pipeline (`omg_cnnrnn.faces.iter_faces`) and writes its serialized
   SequenceExample to `<output_dir>/.items/<split>/<key>.pb` and its manifest row to
   `<key>.json`, each atomically (unique temp file, fsync, rename), the row last.
 - Resume: a rerun skips an item whose row says it was prepared, whose record is on disk
@@ -9,6 +9,10 @@
   times and paths, the source file's size and modification time, the face settings and
   the record format. Change any of them and the item is prepared again; errors are always
   retried (the input may have been fixed).
+- Memory does not grow with a video's length: crops are JPEG-encoded as they are produced
+  and spooled to disk, the record is written from the spool in pieces (the same bytes as
+  `features.serialize`), and shards are assembled by copying records in pieces with
+  their TFRecord framing (the same bytes as `tf.io.TFRecordWriter`); `bench_memory.py`.
 - Shards are assembled from the item records after processing, in input order, so an
   interrupted-then-resumed run writes byte-identical shards to an uninterrupted one (the
   face pipeline is deterministic for a given input and setting).
@@ -44,13 +48,16 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import multiprocessing
 import os
 import re
+import struct
 import sys
+import tempfile
 import time
 import traceback
 import unicodedata
@@ -313,43 +320,335 @@ def process_item(item: Item, output_dir: str, settings: Settings, detector=None,
   image = still_image_format(item.source)
   if image:
     return fail(f"not a video: a {image} still image")
+  # Crops are JPEG-encoded as they come and spooled to disk; only the per-frame scalars
+  # stay in memory, so a worker's memory does not grow with the video's length.
+  spool = _temporary_beside(record_path, ".jpegs")
   try:
-    track = faces.process_video(item.source, config, detector or _detector(config), start=item.start, end=item.end)
-  except faces.VideoError as e:
-    return fail(e.reason)
-  except Exception as e:  # noqa: BLE001 -- one odd file must not stop the other thousands
-    traceback.print_exc(file=sys.stderr)
-    return fail(f"unexpected {type(e).__name__} while reading or tracking: {e}")
-  n = len(track.face_found)
-  row.update(num_frames=n, faces_found=int(track.face_found.sum()), detections=int(track.detected.sum()),
-             fps=track.fps, frame_size=list(track.frame_size))
-  if not track.face_found.any():
-    return fail(f"no face found in any of its {n} frames")
-  frame_valence = frame_arousal = label_mask = None
-  valence, arousal = item.valence, item.arousal
-  if item.frame_labels is not None:
     try:
-      lab, label_mask, note = _align_labels(item, n, settings.frame_mismatch_tolerance)
-    except ValueError as e:
-      return fail(str(e))
-    if note:
-      row["warnings"].append(note)
-    frame_valence, frame_arousal = lab[:, 0], lab[:, 1]
-    valence = float(lab[label_mask, 0].mean()) if label_mask.any() else 0.0
-    arousal = float(lab[label_mask, 1].mean()) if label_mask.any() else 0.0
-    row["labelled_frames"] = int(label_mask.sum())
-  example = features.encode_example(
-      video=item.video, utterance=item.utterance, valence=valence, arousal=arousal, crops=track.crops,
-      face_found=track.face_found, detected=track.detected, boxes=track.boxes, timestamps=track.timestamps,
-      frame_valence=frame_valence, frame_arousal=frame_arousal, label_mask=label_mask, emotion=item.emotion,
-      fps=track.fps, dataset=item.dataset, split=item.split, source=item.source, frame_size=track.frame_size,
-      jpeg_quality=settings.jpeg_quality)
-  serialized = features.serialize(example)
-  records.write_atomic(record_path, serialized)
-  row.update(status="ok", reason="", valence=valence, arousal=arousal, bytes=len(serialized),
-             sha1=hashlib.sha1(serialized).hexdigest(), seconds=time.perf_counter() - t0)
+      info = faces.probe_video(item.source)
+      frames = _spool_faces(item, config, detector or _detector(config), spool, settings.jpeg_quality)
+    except faces.VideoError as e:
+      return fail(e.reason)
+    except Exception as e:  # noqa: BLE001 -- one odd file must not stop the other thousands
+      traceback.print_exc(file=sys.stderr)
+      return fail(f"unexpected {type(e).__name__} while reading or tracking: {e}")
+    n = len(frames.face_found)
+    row.update(num_frames=n, faces_found=int(frames.face_found.sum()), detections=int(frames.detected.sum()),
+               fps=info["fps"], frame_size=[info["width"], info["height"]])
+    if not frames.face_found.any():
+      return fail(f"no face found in any of its {n} frames")
+    frame_valence = frame_arousal = label_mask = None
+    valence, arousal = item.valence, item.arousal
+    if item.frame_labels is not None:
+      try:
+        lab, label_mask, note = _align_labels(item, n, settings.frame_mismatch_tolerance)
+      except ValueError as e:
+        return fail(str(e))
+      if note:
+        row["warnings"].append(note)
+      frame_valence, frame_arousal = lab[:, 0], lab[:, 1]
+      valence = float(lab[label_mask, 0].mean()) if label_mask.any() else 0.0
+      arousal = float(lab[label_mask, 1].mean()) if label_mask.any() else 0.0
+      row["labelled_frames"] = int(label_mask.sum())
+    # Everything but the crops (placeholders, replaced by the spooled JPEGs when written).
+    example = features.encode_example(
+        video=item.video, utterance=item.utterance, valence=valence, arousal=arousal, jpegs=[b""] * n,
+        face_found=frames.face_found, detected=frames.detected, boxes=frames.boxes, timestamps=frames.timestamps,
+        frame_valence=frame_valence, frame_arousal=frame_arousal, label_mask=label_mask, emotion=item.emotion,
+        fps=info["fps"], dataset=item.dataset, split=item.split, source=item.source,
+        frame_size=(info["width"], info["height"]))
+    size, sha1, crc = write_record_streaming(record_path, example, frames.jpeg_sizes, spool)
+  finally:
+    if os.path.exists(spool):
+      os.remove(spool)
+  row.update(status="ok", reason="", valence=valence, arousal=arousal, bytes=size, sha1=sha1, crc32c=crc,
+             seconds=time.perf_counter() - t0)
   _write_json(row_path, row)
   return row
+
+
+@dataclasses.dataclass
+class SpooledFrames:
+  """The per-frame results of one item, its crops' JPEG bytes left in the spool file."""
+
+  face_found: np.ndarray  # bool [T]
+  detected: np.ndarray  # bool [T]
+  boxes: np.ndarray  # float32 [T, 4]
+  timestamps: np.ndarray  # float64 [T]
+  jpeg_sizes: np.ndarray  # int64 [T]: the spool holds the JPEGs back to back
+
+
+def _spool_faces(item: Item, config: faces.FaceConfig, detector, spool: str, jpeg_quality: int) -> SpooledFrames:
+  """Runs the face pipeline over an item, appending each crop's JPEG bytes to `spool`."""
+  found, detected, boxes, times, sizes = [], [], [], [], []
+  with open(spool, "wb") as f:
+    for face in faces.iter_faces(item.source, config, detector, start=item.start, end=item.end):
+      jpeg = features.encode_jpeg(face.crop, jpeg_quality)
+      f.write(jpeg)
+      sizes.append(len(jpeg))
+      found.append(face.face_found)
+      detected.append(face.detected)
+      boxes.append(face.box)
+      times.append(face.timestamp)
+  if not sizes:
+    raise faces.VideoError(item.source, "no frames")
+  return SpooledFrames(np.array(found, bool), np.array(detected, bool), np.array(boxes, np.float32),
+                       np.array(times, np.float64), np.array(sizes, np.int64))
+
+
+# ------------------------------------------------------------------ streamed records
+# A record is written as `features.serialize` would write it, but with the crops read from
+# the spool file in pieces: the bytes are the same (a test checks), the memory is not.
+_SPOOL_READ_BYTES = 1 << 20
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+# mkstemp makes owner-only files; prepared data is shared like any other output.
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _varint(value: int) -> bytes:
+  out = bytearray()
+  while True:
+    low, value = value & 0x7F, value >> 7
+    if value:
+      out.append(low | 0x80)
+    else:
+      out.append(low)
+      return bytes(out)
+
+
+def _length_delimited(field: int, length: int) -> bytes:
+  """A protobuf tag of wire type 2 (bytes / message) and its length."""
+  return _varint(field << 3 | 2) + _varint(length)
+
+
+def _frame_prefix(size: int) -> bytes:
+  """What precedes one JPEG in the `frames` FeatureList: Feature { bytes_list { value } }."""
+  value = _length_delimited(1, size)  # BytesList.value
+  bytes_list = _length_delimited(1, len(value) + size)  # Feature.bytes_list
+  feature = _length_delimited(1, len(bytes_list) + len(value) + size)  # FeatureList.feature
+  return feature + bytes_list + value
+
+
+def serialized_chunks(example, jpeg_sizes, jpegs):
+  """The deterministic serialization of `example` with its `frames` list replaced by `jpegs`.
+
+  Args:
+    example: the SequenceExample without its crops (its `frames` list, if any, is ignored).
+    jpeg_sizes: the length of each JPEG, in order.
+    jpegs: the JPEGs' bytes back to back, as an iterable of pieces of any size.
+
+  Yields:
+    Pieces of the serialized record: `features.serialize` of the full example, joined.
+  """
+  lists = example.feature_lists.feature_list
+  context = example.context.SerializeToString(deterministic=True)
+  frames_body = sum(len(_frame_prefix(int(n))) + int(n) for n in jpeg_sizes)
+  key = features.FRAMES.encode()
+  frames_entry_body = len(_length_delimited(1, len(key))) + len(key) + len(_length_delimited(2, frames_body)) + frames_body
+  # FeatureLists is a map: deterministic serialization writes its entries sorted by key.
+  entries = {}
+  for name in lists:
+    if name != features.FRAMES:
+      one = type(example.feature_lists)()
+      one.feature_list[name].CopyFrom(lists[name])
+      entries[name.encode()] = one.SerializeToString(deterministic=True)
+  entries[key] = None
+  total = sum(len(e) for e in entries.values() if e is not None)
+  total += len(_length_delimited(1, frames_entry_body)) + frames_entry_body
+  yield _length_delimited(1, len(context)) + context + _length_delimited(2, total)
+  for name in sorted(entries):
+    if entries[name] is not None:
+      yield entries[name]
+      continue
+    yield (_length_delimited(1, frames_entry_body) + _length_delimited(1, len(key)) + key
+           + _length_delimited(2, frames_body))
+    pieces = iter(jpegs)
+    buffer, at = memoryview(b""), 0
+    for n in jpeg_sizes:
+      n = int(n)
+      yield _frame_prefix(n)
+      while n:
+        if at == len(buffer):
+          buffer, at = memoryview(next(pieces, b"")), 0
+          if not len(buffer):
+            raise ValueError("the spooled JPEGs end before their sizes say")
+        take = min(n, len(buffer) - at)
+        yield bytes(buffer[at:at + take])
+        at, n = at + take, n - take
+
+
+def _temporary_beside(path: str, tag: str = "") -> str:
+  """A fresh `.<name><tag>.<random>.tmp` beside `path` (swept at the start of a single job)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{tag}.", suffix=".tmp", dir=directory)
+  os.close(fd)
+  return tmp
+
+
+# TFRecord framing, written here piece by piece so that assembling a shard never holds a
+# whole record (a 15-minute video's is ~150 MB): per record, its length (uint64 LE), the
+# masked CRC-32C of the length, the data, the masked CRC-32C of the data. A test checks the
+# bytes against tf.io.TFRecordWriter's.
+_CRC_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
+_CRC_BLOCK = 4096  # bytes per vectorised block
+
+
+def _crc_step(register: np.ndarray, table: np.ndarray) -> np.ndarray:
+  """The CRC register after one zero byte, for an array of registers."""
+  return (register >> np.uint32(8)) ^ table[register & np.uint32(0xFF)]
+
+
+@functools.lru_cache(maxsize=1)
+def _crc_tables():
+  """The CRC-32C byte table [256], its K = _CRC_BLOCK distance tables [K, 256] and K-byte shift tables [4, 256].
+
+  CRC registers combine linearly (XOR), which is what lets a block's CRC be one gather
+  and one XOR-reduction: by_distance[d][b] is what byte b contributes when d bytes follow
+  it in the block, and shift[k][v] moves register byte k (value v) past a whole block.
+  """
+  table = np.arange(256, dtype=np.uint32)
+  for _ in range(8):
+    table = np.where(table & 1, (table >> np.uint32(1)) ^ np.uint32(_CRC_POLY), table >> np.uint32(1)).astype(np.uint32)
+  # by_distance[d][b]: the register (from zero) after byte b and then d zero bytes.
+  by_distance = np.empty((_CRC_BLOCK, 256), np.uint32)
+  by_distance[0] = table
+  for d in range(1, _CRC_BLOCK):
+    by_distance[d] = _crc_step(by_distance[d - 1], table)
+  # shift[k][v]: the register (v << 8k) after _CRC_BLOCK zero bytes (linear in the register).
+  shift = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None]).astype(np.uint32)
+  for _ in range(_CRC_BLOCK):
+    shift = _crc_step(shift, table)
+  return table, by_distance, shift
+
+
+class Crc32c:
+  """Streaming CRC-32C (as TFRecord uses), vectorised over 4 KiB blocks with NumPy."""
+
+  def __init__(self):
+    self.register = 0xFFFFFFFF
+    self._tail = b""
+
+  def update(self, data: bytes) -> None:
+    table, by_distance, shift = _crc_tables()
+    data = self._tail + bytes(data)
+    full = len(data) // _CRC_BLOCK * _CRC_BLOCK
+    self._tail = data[full:]
+    if not full:
+      return
+    blocks = np.frombuffer(data, np.uint8, full).reshape(-1, _CRC_BLOCK)
+    distance = np.arange(_CRC_BLOCK - 1, -1, -1)
+    reg = self.register
+    for start in range(0, len(blocks), 256):  # 1 MiB at a time: a 4 MiB temporary
+      part = np.bitwise_xor.reduce(by_distance[distance, blocks[start:start + 256]], axis=1)
+      for value in part.tolist():
+        reg = int(shift[0, reg & 0xFF] ^ shift[1, reg >> 8 & 0xFF] ^ shift[2, reg >> 16 & 0xFF]
+                  ^ shift[3, reg >> 24]) ^ value
+    self.register = reg
+
+  def value(self) -> int:
+    """The CRC-32C of everything given so far."""
+    table = _crc_tables()[0]
+    reg = self.register
+    for byte in self._tail:
+      reg = (reg >> 8) ^ int(table[(reg ^ byte) & 0xFF])
+    return reg ^ 0xFFFFFFFF
+
+
+def _masked(crc: int) -> bytes:
+  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _crc_of(data: bytes) -> int:
+  crc = Crc32c()
+  crc.update(data)
+  return crc.value()
+
+
+def _file_crc(path: str) -> int:
+  crc = Crc32c()
+  with open(path, "rb") as f:
+    for piece in iter(lambda: f.read(_SPOOL_READ_BYTES), b""):
+      crc.update(piece)
+  return crc.value()
+
+
+def write_tfrecord_file(path: str, sources) -> None:
+  """Writes a TFRecord file atomically whose records are the contents of files.
+
+  Args:
+    path: the shard.
+    sources: (file, its CRC-32C or None: computed here) per record, in order. The files
+      are copied in 1 MiB pieces, never read whole; the result is byte for byte what
+      `tf.io.TFRecordWriter` writes for the same records.
+  """
+  tmp = _temporary_beside(path)
+  try:
+    with open(tmp, "wb") as out:
+      for source, crc in sources:
+        size = os.path.getsize(source)
+        crc = _file_crc(source) if crc is None else int(crc)
+        header = struct.pack("<Q", size)
+        out.write(header + _masked(_crc_of(header)))
+        copied = 0
+        with open(source, "rb") as f:
+          for piece in iter(lambda: f.read(_SPOOL_READ_BYTES), b""):
+            out.write(piece)
+            copied += len(piece)
+        if copied != size:
+          raise OSError(f"{source}: changed while it was copied into {path}")
+        out.write(_masked(crc))
+      out.flush()
+      os.fsync(out.fileno())
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_record_streaming(path: str, example, jpeg_sizes, spool: str) -> tuple[int, str, int]:
+  """Writes `example` with the crops from `spool` to `path` atomically (temp, fsync, rename).
+
+  Returns:
+    (bytes written, their sha1, their CRC-32C: what the shard's TFRecord framing needs).
+  """
+  tmp = _temporary_beside(path)
+  digest, crc, size = hashlib.sha1(), Crc32c(), 0
+  buffer = bytearray()
+
+  def flush(out):
+    nonlocal size
+    out.write(buffer)
+    digest.update(buffer)
+    crc.update(buffer)
+    size += len(buffer)
+    buffer.clear()
+
+  try:
+    with open(spool, "rb") as src, open(tmp, "wb") as out:
+      for chunk in serialized_chunks(example, jpeg_sizes, iter(lambda: src.read(_SPOOL_READ_BYTES), b"")):
+        buffer += chunk
+        if len(buffer) >= _SPOOL_READ_BYTES:
+          flush(out)
+      flush(out)
+      out.flush()
+      os.fsync(out.fileno())  # before the rename: a crash must not leave the name on an empty file
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return size, digest.hexdigest(), crc.value()
 
 
 def _finished(output_dir: str, item: Item, fp: str) -> dict | None:
@@ -358,12 +657,14 @@ def _finished(output_dir: str, item: Item, fp: str) -> dict | None:
   row = _read_json(row_path)
   if not row or row.get("status") not in PREPARED or row.get("fingerprint") != fp:
     return None
+  digest = hashlib.sha1()
   try:
     with open(record_path, "rb") as f:
-      data = f.read()
+      for piece in iter(lambda: f.read(_SPOOL_READ_BYTES), b""):
+        digest.update(piece)
   except OSError:
     return None
-  return row if hashlib.sha1(data).hexdigest() == row.get("sha1") else None
+  return row if digest.hexdigest() == row.get("sha1") else None
 
 
 def _say(message: str) -> None:
@@ -596,9 +897,8 @@ def _assemble(mine: list[Item], splits: set, rows: dict, output_dir: str, shard_
   where = {}
 
   def payload(its):
-    for it in its:
-      with open(_item_paths(output_dir, it)[0], "rb") as f:
-        yield f.read()
+    # Rows of runs before the CRC was kept have none: it is computed while copying.
+    return [(_item_paths(output_dir, it)[0], rows[it.key].get("crc32c")) for it in its]
 
   for split in sorted(splits):
     its = sorted((it for it in mine if it.split == split and rows[it.key]["status"] in PREPARED),
@@ -619,7 +919,7 @@ def _assemble(mine: list[Item], splits: set, rows: dict, output_dir: str, shard_
       if int(records.SHARD_PATTERN.fullmatch(name)["count"]) != keep_count or (not its and name in drop):
         os.remove(path)
     for name, chunk in zip(names, chunks):
-      records.write_records(os.path.join(output_dir, name), payload(chunk))
+      write_tfrecord_file(os.path.join(output_dir, name), payload(chunk))
       where.update({it.key: name for it in chunk})
   return where
 
@@ -752,7 +1052,7 @@ def write_manifest(output_dir: str, items: list[Item], problems: list[dict], fin
       row = _read_json(_item_paths(output_dir, it)[1])
       if row is None or row.get("fingerprint") != fingerprints[it.key]:
         row = {**_base_row(it), "status": "pending", "reason": "not prepared yet (another job's, or interrupted)"}
-      row = {k: v for k, v in row.items() if k not in ("fingerprint", "sha1")}
+      row = {k: v for k, v in row.items() if k not in ("fingerprint", "sha1", "crc32c")}
       row["order"] = it.order  # the current input order, whichever run wrote the row
       entries.append(row)
     entries += [{"status": "error", **p, "stage": "input"} for p in problems]

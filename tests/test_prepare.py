@@ -2,6 +2,7 @@
 
 import filecmp
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -412,3 +413,63 @@ def test_a_dead_worker_costs_a_retry_then_a_reported_item(synth, tmp_path, monke
                       detector_factory=crash_detector.factory)
   bad = [e for e in manifest["items"] if e["status"] == "error"]
   assert len(bad) == 2 and all("died while preparing it, also when retried alone" in e["reason"] for e in bad)
+
+
+# ------------------------------------------------------------------------ streamed records
+@pytest.mark.parametrize("piece", [7, 4096, 1 << 20])
+def test_a_streamed_record_is_the_serialized_example(tmp_path, piece):
+  rng = np.random.default_rng(piece)
+  n = 40
+  crops = rng.integers(0, 256, (n, 24, 24, 3), dtype=np.uint8)
+  crops[::7] = 0
+  jpegs = [features.encode_jpeg(c, 90) for c in crops]
+  found = (crops.reshape(n, -1).max(axis=1) > 0)
+  kwargs = dict(video="vid", utterance="utterance_2.mp4", valence=0.25, arousal=-0.5, face_found=found,
+                detected=found & (np.arange(n) % 3 == 0), boxes=rng.normal(size=(n, 4)),
+                timestamps=np.cumsum(rng.uniform(0.01, 0.1, n)), frame_valence=rng.uniform(-1, 1, n),
+                frame_arousal=rng.uniform(-1, 1, n), label_mask=rng.integers(0, 2, n), emotion=3, fps=29.97,
+                dataset="affwild2", split="train", source="/x/vid.mp4", frame_size=(640, 360))
+  whole = features.serialize(features.encode_example(jpegs=jpegs, **kwargs))
+  without = features.encode_example(jpegs=[b""] * n, **kwargs)
+  spooled = b"".join(jpegs)
+  pieces = [spooled[i:i + piece] for i in range(0, len(spooled), piece)]
+  sizes = [len(j) for j in jpegs]
+  assert b"".join(common.serialized_chunks(without, sizes, pieces)) == whole
+  spool = tmp_path / "spool"
+  spool.write_bytes(spooled)
+  size, sha1, crc = common.write_record_streaming(str(tmp_path / "r.pb"), without, sizes, str(spool))
+  assert (tmp_path / "r.pb").read_bytes() == whole and size == len(whole)
+  assert sha1 == hashlib.sha1(whole).hexdigest() and crc == common._file_crc(str(tmp_path / "r.pb"))
+  assert sorted(os.listdir(tmp_path)) == ["r.pb", "spool"]  # no temporary left
+  with pytest.raises(ValueError, match="spooled JPEGs end"):
+    b"".join(common.serialized_chunks(without, sizes, pieces[:-1] if len(pieces) > 1 else [spooled[:-5]]))
+
+
+def test_shards_copied_in_pieces_are_what_the_tfrecord_writer_writes(tmp_path):
+  import tensorflow as tf
+
+  rng = np.random.default_rng(0)
+  data = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (0, 1, 4095, 4096, 4097, 3_000_001)]
+  files = []
+  for i, d in enumerate(data):
+    (tmp_path / f"r{i}").write_bytes(d)
+    files.append(str(tmp_path / f"r{i}"))
+  with tf.io.TFRecordWriter(str(tmp_path / "tf.tfrecord")) as w:
+    for d in data:
+      w.write(d)
+  expected = (tmp_path / "tf.tfrecord").read_bytes()
+  common.write_tfrecord_file(str(tmp_path / "a.tfrecord"), [(f, None) for f in files])
+  assert (tmp_path / "a.tfrecord").read_bytes() == expected
+  crcs = []
+  for d in data:  # fed in odd pieces, as the record writer does
+    crc = common.Crc32c()
+    for i in range(0, len(d), 1000003):
+      crc.update(d[i:i + 1000003])
+    crcs.append(crc.value())
+  common.write_tfrecord_file(str(tmp_path / "b.tfrecord"), list(zip(files, crcs)))
+  assert (tmp_path / "b.tfrecord").read_bytes() == expected
+  assert records.read_records(str(tmp_path / "b.tfrecord")) == data
+  # A wrong CRC gives a shard TensorFlow refuses: the framing is checked.
+  common.write_tfrecord_file(str(tmp_path / "c.tfrecord"), [(files[2], crcs[2] ^ 1)])
+  with pytest.raises(tf.errors.DataLossError):
+    records.read_records(str(tmp_path / "c.tfrecord"))
