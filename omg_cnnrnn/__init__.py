@@ -23,7 +23,7 @@ def build_model(name: str, image_size: int | None = None, **kwargs):
 
 
 def load(path: str, **kwargs):
-  """A trained model for prediction: `omg_cnnrnn.api.load` (SavedModel or training workdir).
+  """A trained model for prediction: `omg_cnnrnn.api.load` (SavedModel, workdir or .tflite).
 
   Returns an `omg_cnnrnn.api.EmotionModel`: `predict_video(path_or_capture)` -> DataFrame,
   `predict_faces(uint8 crops)` with the GRU state carried between calls.

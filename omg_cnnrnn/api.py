@@ -1,7 +1,7 @@
 """The Python API of video prediction: `omg_cnnrnn.load(path)` and what it returns.
 
     import omg_cnnrnn
-    model = omg_cnnrnn.load("checkpoints/demo/saved_model")   # or a training workdir
+    model = omg_cnnrnn.load("checkpoints/demo/saved_model")   # or a training workdir, or a .tflite
     frames = model.predict_video("clip.mp4")                  # pandas DataFrame, frames.csv's columns
     frames = model.predict_video(cv2.VideoCapture(0), max_frames=250)  # any opened capture
     values = model.predict_faces(crops)   # uint8 (T, H, W, 3) RGB crops you already have;
@@ -185,7 +185,8 @@ def load(path: str, which: str = "best", arousal_range=None, face_config: faces.
   """Loads a model for prediction.
 
   Args:
-    path: an `omg_cnnrnn.export` SavedModel directory or a training workdir.
+    path: an `omg_cnnrnn.export` SavedModel directory, a training workdir, or a `.tflite`
+      file of `omg_cnnrnn.export --tflite` (its config.json beside it).
     which: for a workdir, "best" or "latest" weights.
     arousal_range: the training labels' arousal range `(lo, hi)` (default OMG's (0, 1)); the
       clipped values use it.

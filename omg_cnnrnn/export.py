@@ -1,6 +1,9 @@
 """SavedModel export with serving signatures taking uint8 face frames.
 
-    python -m omg_cnnrnn.export --workdir=<training workdir> --export_dir=<dir>
+    python -m omg_cnnrnn.export --workdir=<training workdir> --export_dir=<dir> [--tflite]
+
+`--tflite` also writes `model_float32.tflite` and `model_dynamic_range.tflite` (the streaming
+signature, batch 1, `--tflite_chunk_frames` frames a call) into `<dir>`: `omg_cnnrnn.tflite`.
 
 Signatures (scaling to [-1, 1] happens inside the graph):
 - `serving_default(frames)`: frames uint8 (B, T, S, S, 3), every frame valid;
@@ -68,6 +71,7 @@ class ServingModule(tf.Module):
     self.num_states = cnn_rnn.num_states(config.model)
     self.state_units = config.model.rnn_units
     size = config.data.image_size
+    self.image_size = size
     # RNN rows: the streaming form serves every signature (whole sequences start from the
     # zero state, exactly as the model does), so the SavedModel holds one copy of the weights.
     self.model = cnn_rnn.streaming_twin(model, config.model, size) if self.streaming else model
@@ -114,7 +118,7 @@ class ServingModule(tf.Module):
 # What an export folder holds (tf.saved_model.save's files plus ours): a non-empty folder with
 # anything else, or without saved_model.pb and config.json, is not an export of this package.
 EXPORT_FILES = frozenset({"saved_model.pb", "variables", "assets", "fingerprint.pb", "keras_metadata.pb",
-                          "config.json", "postprocess.json"})
+                          "config.json", "postprocess.json", "model_float32.tflite", "model_dynamic_range.tflite"})
 
 
 class ExportDirError(ValueError):
@@ -177,8 +181,12 @@ def _recover(export_dir: str) -> None:
 
 
 def export_saved_model(model: tf_keras.Model, config: configs.ExperimentConfig, export_dir: str,
-                       postprocess_path: str | None = None) -> str:
+                       postprocess_path: str | None = None, tflite_chunk_frames: int | None = None) -> str:
   """Writes the SavedModel and swaps it in; returns `export_dir`.
+
+  With `tflite_chunk_frames`, the folder also gets the streaming model as float32 and
+  dynamic-range-quantised `.tflite` files taking that many frames a call
+  (`omg_cnnrnn.tflite`), written before the swap like the rest.
 
   The new export is written beside the old one (`.<name>.new-<pid>-<hex>`), then the old is
   renamed aside, the new renamed into place, and only then the old deleted: a failure or a
@@ -204,6 +212,10 @@ def export_saved_model(model: tf_keras.Model, config: configs.ExperimentConfig, 
                                                  INITIAL_STATE_SIGNATURE: module.initial_state})
     with open(os.path.join(new, "config.json"), "w") as f:
       f.write(config.to_json())
+    if tflite_chunk_frames:
+      from omg_cnnrnn import tflite  # Lazy: only --tflite needs it.
+
+      tflite.write_files(module, new, tflite_chunk_frames)
     if postprocess_path and os.path.exists(postprocess_path):
       shutil.copy(postprocess_path, os.path.join(new, "postprocess.json"))
     check_export_dir(export_dir)  # Still ours (or gone): it may have changed while we wrote.
@@ -230,8 +242,15 @@ def main(argv):
   f = flags.FLAGS
   model, config = train.load_workdir_model(f.workdir, which=f.which)
   post = os.path.join(f.workdir, "postprocess.json")
-  path = export_saved_model(model, config, f.export_dir, postprocess_path=post)
-  print(json.dumps({"export_dir": path, "experiment": config.name}))
+  if f.tflite_chunk_frames < 1:
+    raise SystemExit(f"export: error: --tflite_chunk_frames={f.tflite_chunk_frames} must be >= 1")
+  path = export_saved_model(model, config, f.export_dir, postprocess_path=post,
+                            tflite_chunk_frames=f.tflite_chunk_frames if f.tflite else None)
+  out = {"export_dir": path, "experiment": config.name}
+  if f.tflite:
+    out["tflite"] = {name: os.path.getsize(os.path.join(path, name)) for name in
+                     ("model_float32.tflite", "model_dynamic_range.tflite")}
+  print(json.dumps(out))
 
 
 if __name__ == "__main__":
@@ -243,5 +262,9 @@ if __name__ == "__main__":
                       "may read and write files): share it only with people who trust you, and load only trusted "
                       "ones; for untrusted weights pass the training workdir (--model=<workdir>: no graph).")
   flags.DEFINE_enum("which", "best", ["best", "latest"], "Best-validation weights or the latest checkpoint.")
+  flags.DEFINE_bool("tflite", False, "Also write the streaming model as model_float32.tflite and "
+                    "model_dynamic_range.tflite (dynamic-range quantised) into --export_dir (omg_cnnrnn.tflite).")
+  flags.DEFINE_integer("tflite_chunk_frames", 16, "Frames per call fixed in the .tflite files (results do not "
+                       "depend on it; 1 gives the lowest latency per frame).")
   flags.mark_flags_as_required(["workdir", "export_dir"])
   app.run(main)

@@ -106,7 +106,7 @@ class Predictor:
   Attributes:
     config: the experiment the model was trained as.
     path: the model directory.
-    kind: "saved_model" or "workdir".
+    kind: "saved_model", "workdir" or "tflite".
     choice: the post-processing applied to the `_post` columns.
     choice_source: where `choice` came from (a postprocess.json, or the paper's defaults).
     ranges: (valence (lo, hi), arousal (lo, hi)): the `_post` values are clipped to them.
@@ -211,6 +211,24 @@ def _load_saved_model(path: str):
   return config, run, zeros
 
 
+def _load_tflite(path: str):
+  from omg_cnnrnn import tflite
+
+  folder = os.path.dirname(os.path.abspath(path))
+  config_path = os.path.join(folder, "config.json")
+  if not os.path.exists(config_path):
+    raise ModelError(path, "no config.json beside the .tflite file (omg_cnnrnn.export --tflite writes one)")
+  config = _read_config(path, config_path)
+  try:
+    runner = tflite.TFLiteStreaming(path)
+  except tflite.TFLiteError as e:
+    raise ModelError(path, e.reason) from None
+  if runner.image_size != config.data.image_size:
+    raise ModelError(path, f"config.json says image_size {config.data.image_size}, the model takes "
+                     f"{runner.image_size}x{runner.image_size} frames")
+  return config, runner, runner.initial_state
+
+
 def _load_workdir(path: str, which: str):
   import tensorflow as tf
 
@@ -263,7 +281,8 @@ def value_ranges(arousal_range: tuple[float, float] | str | None = None
 
 def load_predictor(path: str, which: str = "best",
                    arousal_range: tuple[float, float] | str | None = None) -> Predictor:
-  """The model at `path`: an `omg_cnnrnn.export` SavedModel directory or a training workdir.
+  """The model at `path`: an `omg_cnnrnn.export` SavedModel directory, a training workdir,
+  or a `.tflite` file of `omg_cnnrnn.export --tflite` (with its config.json beside it).
 
   Args:
     path: the directory.
@@ -279,8 +298,14 @@ def load_predictor(path: str, which: str = "best",
   ranges, range_source = value_ranges(arousal_range)
   if not os.path.exists(path):
     raise ModelError(path, "model not found")
+  if os.path.isfile(path) and path.lower().endswith(".tflite"):
+    config, run, zeros = _load_tflite(path)
+    choice, source = _postprocess_choice(os.path.dirname(os.path.abspath(path)), config)
+    return Predictor(config=config, path=path, kind="tflite", choice=choice, choice_source=source,
+                     _streaming=run, _initial_state=zeros, ranges=ranges, range_source=range_source)
   if not os.path.isdir(path):
-    raise ModelError(path, "not a directory: --model takes a SavedModel directory or a training workdir")
+    raise ModelError(path, "not a directory or a .tflite file: --model takes a SavedModel directory, a training "
+                     "workdir or a .tflite file")
   if os.path.exists(os.path.join(path, "saved_model.pb")):
     kind = "saved_model"
     config, run, zeros = _load_saved_model(path)
@@ -888,7 +913,8 @@ def define_flags() -> None:
   from absl import flags
 
   d = faces.FaceConfig()
-  flags.DEFINE_string("model", None, "SavedModel directory (omg_cnnrnn.export) or training workdir. A SavedModel "
+  flags.DEFINE_string("model", None, "SavedModel directory (omg_cnnrnn.export), training workdir, or .tflite file "
+                      "(omg_cnnrnn.export --tflite; config.json beside it). A SavedModel "
                       "is a program (its graph may read and write files): load only one from a trusted source. "
                       "For untrusted weights pass a training workdir (config.json + checkpoint tensors, no graph).")
   flags.DEFINE_string("video", None, "The video: any file OpenCV reads.")

@@ -205,3 +205,4 @@ def test_help_of_predict_and_export_says_a_saved_model_must_be_trusted():
     text = " ".join((out.stdout + out.stderr).split())
     assert "A SavedModel is a program" in text and "trusted" in text, module
     assert "workdir" in text and "no graph" in text, module
+    assert ".tflite" in text, module  # export --tflite writes them, omg-predict --model runs them
