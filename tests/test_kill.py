@@ -1,7 +1,13 @@
-"""SIGKILL tests (part of issue 14, item 9): a killed export leaves a complete model, and a rerun ends as an
-uninterrupted run does. The kill lands while the new SavedModel is being written beside the old one."""
+"""SIGKILL tests (issue 14, item 9): export, train, evaluate and prepare_omg, each killed and rerun.
+
+Each command line runs as a subprocess, is killed with SIGKILL at several points (a file
+appearing, a count of finished items, a moment into start-up) and run again; the final
+outputs must equal an uninterrupted run's: the same model, the same weights on CPU, the
+same metrics and CSVs, byte-identical shards, every utterance once.
+"""
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -65,3 +71,158 @@ def test_export_killed_while_writing_leaves_the_old_model_and_a_rerun_completes(
   _export(second, export_dir)  # the rerun sweeps it and swaps the new one in
   np.testing.assert_allclose(_outputs(export_dir), new, rtol=0, atol=0)
   assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".sm.")) == []
+
+
+# ------------------------------------------------------------------ train, evaluate, prepare
+def _run(cmd, kill_when=None, timeout=600):
+  """Runs a command line; with `kill_when` (a test of the files), SIGKILLs it once that holds.
+
+  Returns True if it was killed, False if it ended first (asserted to have succeeded when
+  no kill was asked for).
+  """
+  proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  deadline = time.time() + timeout
+  while kill_when is not None and proc.poll() is None and time.time() < deadline:
+    if kill_when():
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+      return True
+    time.sleep(0.002)
+  code = proc.wait(timeout=max(1.0, deadline - time.time()))
+  assert kill_when is not None or code == 0, proc.stderr.read().decode()[-3000:]
+  return False
+
+
+def _exists(pattern):
+  return lambda: bool(glob.glob(pattern))
+
+
+def _lines(path, n):
+  def enough():
+    try:
+      with open(path) as f:
+        return sum(1 for _ in f) >= n
+    except OSError:
+      return False
+  return enough
+
+
+def _after(seconds):
+  """True from `seconds` after it was made: a kill during start-up."""
+  t0 = time.time()
+  return lambda: time.time() - t0 >= seconds
+
+
+def _train_cmd(workdir, data):
+  overrides = {"train.num_steps": 8, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 2}
+  return ([sys.executable, "-m", "omg_cnnrnn.train", "--experiment=testing", f"--workdir={workdir}",
+           f"--data_dir={data}", "--deterministic", "--seed=3"] + [f"--override={k}={v}" for k, v in overrides.items()])
+
+
+def _best_json(workdir):
+  with open(os.path.join(workdir, "best.json")) as f:
+    best = json.load(f)
+  best.pop("weights")  # the prefix's number counts saves, which a resumed run repeats
+  return best
+
+
+def test_train_killed_at_several_points_resumes_to_the_uninterrupted_weights(tmp_path):
+  data = str(tmp_path / "records")
+  fake_data.write_split(data, "train", num_videos=3, seed=0)
+  fake_data.write_split(data, "validation", num_videos=2, seed=1)
+  whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+  _run(_train_cmd(whole, data))
+  points = [_exists(os.path.join(killed, "checkpoints", "ckpt-2.index")),  # between checkpoints
+            _exists(os.path.join(killed, "best", "*temp*")),  # while best weights are written
+            _lines(os.path.join(killed, "history.jsonl"), 12)]  # later, after more validations
+  landed = [_run(_train_cmd(killed, data), kill_when=point) for point in points]
+  assert landed[0] and landed[2], landed  # the second lands if the poll sees the write
+  _run(_train_cmd(killed, data))  # finishes the run
+  for which in ("latest", "best"):
+    a, _ = train.load_workdir_model(whole, which=which)
+    b, _ = train.load_workdir_model(killed, which=which)
+    assert len(a.weights) == len(b.weights)
+    for x, y in zip(a.weights, b.weights):
+      np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=f"{which} {x.name}")
+  assert _best_json(whole) == _best_json(killed)
+  # One set of best weights, none half-written (the prefix's number counts saves, which differ).
+  assert len([n for n in os.listdir(os.path.join(killed, "best")) if n.endswith(".index")]) == 1
+  assert len(os.listdir(os.path.join(killed, "best"))) == len(os.listdir(os.path.join(whole, "best")))
+
+
+def _files(folder):
+  return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
+def test_evaluate_killed_at_several_points_leaves_complete_outputs_and_a_rerun_matches(tmp_path):
+  data = str(tmp_path / "records")
+  fake_data.write_split(data, "train", num_videos=2, seed=0)
+  labels = fake_data.write_split(data, "validation", num_videos=3, seed=1)
+  labels.to_csv(tmp_path / "labels.csv", index=False)
+  config = configs.override(experiments.get("testing"), {"train.num_steps": 2, "train.eval_every_steps": 2})
+  workdir = str(tmp_path / "wd")
+  train.Trainer(config, workdir, data, log=lambda s: None).train()
+
+  def cmd(out):
+    return [sys.executable, "-m", "omg_cnnrnn.evaluate", f"--workdir={workdir}", f"--data_dir={data}",
+            "--split=validation", f"--output_dir={out}", f"--labels={tmp_path / 'labels.csv'}", "--tune_postprocess"]
+
+  reference, out = str(tmp_path / "reference"), str(tmp_path / "out")
+  _run(cmd(reference))
+  choice = open(os.path.join(workdir, "postprocess.json"), "rb").read()
+  points = [_after(0.5), _exists(os.path.join(out, ".evaluate-*.tmp")),
+            _exists(os.path.join(out, ".evaluate-*.tmp", "predictions_validation.csv")),
+            _exists(os.path.join(out, "frame_predictions_validation.csv"))]
+  landed = []
+  for point in points:
+    landed.append(_run(cmd(out), kill_when=point))
+    # Whatever the kill left: no metrics.json, or one whose listed files are all there.
+    if os.path.exists(os.path.join(out, "metrics.json")):
+      with open(os.path.join(out, "metrics.json")) as f:
+        listed = json.load(f)["files"]
+      assert all(os.path.exists(os.path.join(out, name)) for name in listed)
+    assert open(os.path.join(workdir, "postprocess.json"), "rb").read() == choice
+  assert sum(landed) >= 2, landed
+  _run(cmd(out))
+  assert _files(out) == _files(reference)  # the staging folders of killed runs are swept
+  assert open(os.path.join(workdir, "postprocess.json"), "rb").read() == choice
+
+
+def test_prepare_killed_at_several_points_resumes_to_identical_shards(tmp_path):
+  import pandas as pd
+
+  from data_prep import synthesize
+  from omg_cnnrnn.data import read_prepared
+
+  synthesize.synthesize(str(tmp_path / "synth"), seed=5, preset="smoke")
+  csv = tmp_path / "synth" / "omg" / "omg_TrainVideos.csv"
+
+  def cmd(out):
+    return [sys.executable, "-m", "data_prep.prepare_omg", f"--labels={csv}",
+            f"--videos={tmp_path / 'synth' / 'omg' / 'videos'}", f"--output_dir={out}", "--output_shards=2",
+            "--noprogress"]
+
+  whole, out = str(tmp_path / "whole"), str(tmp_path / "out")
+  _run(cmd(whole))
+  rows = os.path.join(out, ".items", "train", "*.json")
+  n = len(pd.read_csv(csv))
+  points = [_after(0.5),
+            lambda: len(glob.glob(rows)) >= 1,  # one item done
+            lambda: len(glob.glob(rows)) >= n // 2 + 1,  # more than half done
+            _exists(os.path.join(out, ".items", "train", ".*.tmp")),  # while an item's record is written
+            _exists(os.path.join(out, "train-*.tfrecord"))]  # assembling the shards
+  landed = [_run(cmd(out), kill_when=point) for point in points]
+  assert sum(landed) >= 3, landed
+  _run(cmd(out))
+  names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(whole, "*.tfrecord")))
+  assert names == sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "*.tfrecord"))) and names
+  for name in names:
+    assert open(os.path.join(whole, name), "rb").read() == open(os.path.join(out, name), "rb").read(), name
+  table = pd.read_csv(csv)
+  keys = [(u["video"], u["utterance"]) for u in read_prepared(out, "train")]
+  assert keys == list(zip(table["video"], table["utterance"]))  # every utterance, once, in order
+  with open(os.path.join(out, "manifest.json")) as f:
+    manifest = json.load(f)
+  assert manifest["splits"]["train"]["prepared"] == n and manifest["splits"]["train"]["pending"] == 0
+  assert not [p for p in glob.glob(os.path.join(out, "**", ".*.tmp"), recursive=True)]
