@@ -4,6 +4,9 @@
         [--utterances=<CSV with start,end seconds>] [--annotated_video] [--chunk_frames=80]
     omg-predict --model=... --videos=<folder, glob or list file> --output_dir=<dir> [--num_workers=2]
         (one folder per video and index.csv; resumable: `omg_cnnrnn.batch`)
+    omg-predict --model=... --video=<file> --faces=all --output_dir=<dir>
+        (every person a track: frames.csv rows per (frame, track), plot_track<id>.png; `predict_all_faces`)
+    omg-predict --model=... --video=<file> --target=largest|left|right|center|x,y --output_dir=<dir>
     python -m omg_cnnrnn.predict ...   (the same)
 
 Trust: a SavedModel is a program (its graph may read and write files when loaded and run):
@@ -907,6 +910,141 @@ def predict_video(predictor: Predictor, video, output_dir: str, utterances: str 
   return summary
 
 
+# ------------------------------------------------------------------------------- every face
+TRACK_FRAME_COLUMNS = ("frame", "time", "track") + FRAME_COLUMNS[2:]
+
+
+def _frames_of(video, info: dict) -> Iterator[tuple[float, np.ndarray]]:
+  return read_capture(video, info["fps"]) if is_capture(video) else faces.read_frames(video)
+
+
+def track_post(table: pd.DataFrame, choice: postprocess.PostprocessChoice, ranges,
+               max_gap: int | None = None) -> np.ndarray:
+  """`_post` values of `TRACK_FRAME_COLUMNS` rows: each track's frames filtered as one face's.
+
+  Per track, the median filter runs over its frames in order, restarting after more than
+  `max_gap` frames (default the longest window) without it, as `postprocess_stream` does
+  for one face; then clipped to `ranges`. NaN for rows without a face.
+  """
+  max_gap = max(choice.median_window) if max_gap is None else max_gap
+  post = np.full((len(table), 2), np.nan)
+  found = table["face_found"].to_numpy() > 0
+  for _, rows in table[found].groupby("track", sort=False):
+    rows = rows.sort_values("frame")
+    index = rows.index.to_numpy()
+    frames = rows["frame"].to_numpy()
+    values = rows[list(metrics.DIMENSIONS)].to_numpy(np.float64)
+    starts = np.flatnonzero(np.diff(frames) > max_gap + 1) + 1
+    for part in np.split(np.arange(len(rows)), starts):
+      filtered = postprocess.median_filter_frames(values[part], None, choice.median_window, choice.edge_mode)
+      post[table.index.get_indexer(index[part])] = clip_values(filtered, ranges)
+  return post
+
+
+def predict_all_faces(predictor: Predictor, video, output_dir: str, chunk_frames: int = 80,
+                      face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
+                      progress=False) -> dict:
+  """Every person in the video, each a track with its own GRU state (`--faces=all`).
+
+  Faces are tracked by `tracking.MultiFaceTracker` (a stable id per person, re-identified on
+  return). Each track is a sequence of its own: its crops go through the streaming network
+  with its state (zeros at its first frame, carried over the frames it is absent, as for
+  one face), chunk by chunk. Writes to `output_dir`:
+  - `frames.csv`: one row per (frame, track) with a face, `TRACK_FRAME_COLUMNS` (`track` the
+    id), and one row with an empty `track` and `face_found=0` for a frame without any face;
+    `_post` per track as `track_post` says;
+  - `plot_track<id>.png` per track; `summary.json` with per-track counts and statistics.
+  The raw rows stream to disk chunk by chunk; the per-track filter reads back the numeric
+  columns at the end (as the plot does).
+
+  Raises:
+    faces.VideoError: an unusable video (names it).
+  """
+  from omg_cnnrnn import tracking
+
+  if chunk_frames < 1:
+    raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+  capture = is_capture(video)
+  video = video if capture else os.fspath(video)
+  label = capture_name(video) if capture else video
+  info = source_info(video)
+  os.makedirs(output_dir, exist_ok=True)
+  frames_csv = os.path.join(output_dir, "frames.csv")
+  raw_csv = frames_csv + ".raw.tmp"
+  began = time.perf_counter()
+  stream = tracking.track_all(_frames_of(video, info), face_config, detector)
+  if callable(getattr(progress, "update", None)):
+    stream = _counted(stream, progress)
+  elif progress:
+    from tqdm import tqdm
+
+    stream = tqdm(stream, total=info["num_frames"] or None, unit="frame", desc=os.path.basename(label))
+  states: dict[int, np.ndarray] = {}
+  rows: list[list] = []
+  crops: dict[int, list[tuple[int, np.ndarray]]] = {}
+
+  def flush(f):
+    for track, items in crops.items():
+      state = states[track] if track in states else predictor.initial_state()
+      values, states[track] = predictor.step(np.stack([c for _, c in items]), state)
+      for (i, _), v in zip(items, values):
+        rows[i][-2:] = v.tolist()
+    pd.DataFrame(rows, columns=TRACK_FRAME_COLUMNS[:-2]).to_csv(f, header=False, index=False, float_format="%.8g")
+    rows.clear()
+    crops.clear()
+
+  count = 0
+  try:
+    with open(raw_csv, "w", newline="") as f:
+      pd.DataFrame(columns=TRACK_FRAME_COLUMNS[:-2]).to_csv(f, index=False)
+      for index, (t, found) in enumerate(stream):
+        count += 1
+        if not found:
+          rows.append([index, t, None, 0] + [np.nan] * 6)
+        for track, box, crop in found:
+          crops.setdefault(track, []).append((len(rows), resize_crop(crop, predictor.image_size)))
+          rows.append([index, t, track, 1, *box.tolist(), np.nan, np.nan])
+        if count % chunk_frames == 0:
+          flush(f)
+      flush(f)
+    table = pd.read_csv(raw_csv, dtype={"track": "Int64"})
+    post = track_post(table, predictor.choice, predictor.ranges)
+    table["valence_post"], table["arousal_post"] = post[:, 0], post[:, 1]
+    table.to_csv(frames_csv + ".tmp", index=False, float_format="%.8g")
+    os.replace(frames_csv + ".tmp", frames_csv)
+  finally:
+    for path in (raw_csv, frames_csv + ".tmp"):
+      if os.path.exists(path):
+        os.remove(path)
+  seconds = time.perf_counter() - began
+  tracks, outputs = [], {"frames": frames_csv}
+  for track, part in table[table["face_found"] > 0].groupby("track"):
+    plot_path = os.path.join(output_dir, f"plot_track{track}.png")
+    plot(part, plot_path, title=f"{os.path.basename(label)}  |  track {track}  |  {predictor.config.name}",
+         ranges=predictor.ranges)
+    outputs[f"plot_track{track}"] = plot_path
+    tracks.append({"track": int(track), "frames": len(part), "first_time": float(part["time"].min()),
+                   "last_time": float(part["time"].max()),
+                   **{f"{dim}_{k}": _stat(part[f"{dim}_post"], k) for dim in metrics.DIMENSIONS
+                      for k in ("mean", "sd")}})
+  fps = info["fps"] or DEFAULT_CAPTURE_FPS
+  summary = {
+      "video": label if capture else os.path.abspath(video), "fps": fps, "frames": count,
+      "frames_with_a_face": int(table.loc[table["face_found"] > 0, "frame"].nunique()),
+      "tracks": tracks, "model": os.path.abspath(predictor.path), "model_kind": predictor.kind,
+      "experiment": predictor.config.name, "chunk_frames": chunk_frames, "faces": "all",
+      "face_config": dataclasses.asdict(face_config),
+      "tracking": "tracking.MultiFaceTracker: detector on every frame, Hungarian assignment on motion, size and "
+                  "appearance, lost tracks re-identified by appearance; a GRU state per track",
+      "postprocess": postprocess.choice_to_dict(predictor.choice) | {"search": None},
+      "postprocess_source": predictor.choice_source,
+      "value_ranges": {dim: list(r) for dim, r in zip(metrics.DIMENSIONS, predictor.ranges)},
+      "seconds": seconds, "frames_per_second": count / seconds if seconds > 0 else None, "outputs": outputs,
+  }
+  _write_json(os.path.join(output_dir, "summary.json"), summary)
+  return summary
+
+
 # ------------------------------------------------------------------------------------ CLI
 def define_flags() -> None:
   """The command's flags (defined on first use, not at import)."""
@@ -941,6 +1079,11 @@ def define_flags() -> None:
   flags.DEFINE_float("detection_scale", d.detection_scale, "Downscale of the frame for whole-frame searches.")
   flags.DEFINE_integer("min_face_size", d.min_face_size, "Smallest face accepted, source pixels.")
   flags.DEFINE_enum("initial_target", d.initial_target, list(faces.INITIAL_TARGETS), "Which face to follow.")
+  flags.DEFINE_enum("faces", "one", ["one", "all"], "one: follow one person (--target); all: every person as "
+                    "a track with a stable id and its own GRU state, frames.csv rows per (frame, track), a plot per "
+                    "track (omg_cnnrnn.tracking).")
+  flags.DEFINE_string("target", None, "Which person (--faces=one): largest, left, right, center (the rule of "
+                      "--initial_target), or a point x,y in pixels: the face there when faces first show.")
   flags.DEFINE_bool("progress", True, "Show a progress bar.")
   flags.mark_flags_as_required(["model", "output_dir"])
   # --helpshort lists the flags of the main module: the console script's, or this one's with -m.
@@ -962,7 +1105,20 @@ def main(argv) -> None:
       raise ValueError(f"--chunk_frames={f.chunk_frames} must be >= 1")
     if (f.video is None) == (f.videos is None):
       raise ValueError("give exactly one of --video (one video) and --videos (a folder, pattern or list file)")
+    target = None
+    if f.target is not None:
+      from omg_cnnrnn import tracking
+
+      target = tracking.parse_target(f.target)
+      if f.faces == "all":
+        raise ValueError("--target picks one person; --faces=all follows every person")
+      if isinstance(target, str):
+        if f.initial_target != faces.FaceConfig().initial_target and f.initial_target != target:
+          raise ValueError(f"--target={target} and --initial_target={f.initial_target} disagree; give one")
+        face_config = dataclasses.replace(face_config, initial_target=target)
     if f.videos is not None:
+      if f.faces == "all" or isinstance(target, tuple):
+        raise ValueError("--faces=all and --target=x,y work with --video (one video at a time)")
       return _main_videos(f, face_config)
     if f.num_workers:
       raise ValueError("--num_workers applies to --videos only")
@@ -971,10 +1127,23 @@ def main(argv) -> None:
     if f.utterances:
       read_utterances(f.utterances, f.utterance_video or os.path.splitext(os.path.basename(f.video))[0])
     value_ranges(f.arousal_range)  # A bad range fails before the model loads.
+    if f.faces == "all" and (f.utterances or f.annotated_video):
+      raise ValueError("--utterances and --annotated_video follow one face; not with --faces=all")
     predictor = load_predictor(f.model, which=f.which, arousal_range=f.arousal_range)
-    summary = predict_video(predictor, f.video, f.output_dir, utterances=f.utterances,
-                            annotated_video=f.annotated_video, chunk_frames=f.chunk_frames, face_config=face_config,
-                            utterance_video=f.utterance_video, progress=f.progress)
+    if f.faces == "all":
+      summary = predict_all_faces(predictor, f.video, f.output_dir, chunk_frames=f.chunk_frames,
+                                  face_config=face_config, progress=f.progress)
+      summary["faces_found"] = summary["frames_with_a_face"]
+    else:
+      stream = None
+      if isinstance(target, tuple):
+        from omg_cnnrnn import tracking
+
+        stream = tracking.follow_point(faces.read_frames(f.video), target, face_config)
+      summary = predict_video(predictor, f.video, f.output_dir, utterances=f.utterances,
+                              annotated_video=f.annotated_video, chunk_frames=f.chunk_frames,
+                              face_config=face_config, utterance_video=f.utterance_video, progress=f.progress,
+                              face_stream=stream)
   except (ModelError, faces.VideoError, UtterancesError, ValueError) as e:
     raise SystemExit(f"omg-predict: error: {e}") from None
   print(json.dumps({k: summary[k] for k in ("frames", "faces_found", "frames_per_second", "outputs")}))

@@ -48,3 +48,26 @@ def face_video(path: str, frames: int = 30, hidden=(), seed: int = 0, fps: float
     out.append(frame)
   synthesize.write_mp4(path, out, fps)
   return path
+
+
+def two_faces_video(path: str, frames: int = 40, fps: float = 10.0, seed: int = 5):
+  """Two different faces crossing paths: A moves left to right (higher), B right to left (lower).
+
+  Returns (path, boxes): boxes[i] = {"A": box or None, "B": box or None} in source pixels.
+  """
+  rng = np.random.default_rng(seed)
+  width, height = 480, 300
+  a = synthetic_faces.Appearance.random(rng, width, height)
+  a = dataclasses.replace(a, face_width=70.0, flip=False, tint=np.array([1.1, 0.95, 0.9], np.float32))
+  b = dataclasses.replace(a, face_width=90.0, flip=True, tint=np.array([0.85, 0.95, 1.15], np.float32))
+  out, boxes = [], []
+  for i in range(frames):
+    s = i / (frames - 1)
+    ax, bx = 90 + 300 * s, 390 - 300 * s
+    frame, box_a = synthetic_faces.render_frame(a, float(np.sin(i / 4)), 0.3, (ax, 105.0), 0.0, 1.0, 1.0)
+    on_a = dataclasses.replace(b, background=frame.astype(np.float32))
+    frame, box_b = synthetic_faces.render_frame(on_a, -0.5, float(np.cos(i / 5)), (bx, 200.0), 0.0, 1.0, 1.0)
+    out.append(frame)
+    boxes.append({"A": box_a, "B": box_b})
+  synthesize.write_mp4(path, out, fps)
+  return path, boxes
