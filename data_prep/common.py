@@ -36,7 +36,12 @@
 - A run holds `.prepare.lock` on the folder from start to end: exclusively for a single
   job (a second run on the folder is refused, naming it), which first sweeps the `.*.tmp`
   files killed runs left; shared by the jobs of an array, which assemble shards and write
-  the manifest in turn under the manifest lock.
+  the manifest in turn under the manifest lock. Each job registers its input lists under
+  `.jobs/` while it runs: a job whose list for a split differs from a running job's (two
+  arrays over other CSVs on one folder) is refused, naming the split and the other job.
+  The locks are flock(2): they hold between machines on local disks and NFS with locking;
+  on an NFS mount with `nolock` or `local_lock` a warning says only one run may use the
+  folder at a time.
 - A worker process that dies (out of memory, a crashing decoder) fails the items it and
   its pool held; each is retried once alone in a fresh worker, and one that kills its
   worker again is reported with that reason.
@@ -350,14 +355,14 @@ def process_item(item: Item, output_dir: str, settings: Settings, detector=None,
       valence = float(lab[label_mask, 0].mean()) if label_mask.any() else 0.0
       arousal = float(lab[label_mask, 1].mean()) if label_mask.any() else 0.0
       row["labelled_frames"] = int(label_mask.sum())
-    # Everything but the crops (placeholders, replaced by the spooled JPEGs when written).
-    example = features.encode_example(
-        video=item.video, utterance=item.utterance, valence=valence, arousal=arousal, jpegs=[b""] * n,
+    # Everything but the crops, which are copied from the spool as the record is written.
+    parts = record_parts(
+        n, video=item.video, utterance=item.utterance, valence=valence, arousal=arousal,
         face_found=frames.face_found, detected=frames.detected, boxes=frames.boxes, timestamps=frames.timestamps,
         frame_valence=frame_valence, frame_arousal=frame_arousal, label_mask=label_mask, emotion=item.emotion,
         fps=info["fps"], dataset=item.dataset, split=item.split, source=item.source,
         frame_size=(info["width"], info["height"]))
-    size, sha1, crc = write_record_streaming(record_path, example, frames.jpeg_sizes, spool)
+    size, sha1, crc = write_record_streaming(record_path, parts, frames.jpeg_sizes, spool)
   finally:
     if os.path.exists(spool):
       os.remove(spool)
@@ -436,39 +441,72 @@ def _frame_prefix(size: int) -> bytes:
   return feature + bytes_list + value
 
 
-def serialized_chunks(example, jpeg_sizes, jpegs):
-  """The deterministic serialization of `example` with its `frames` list replaced by `jpegs`.
+# The per-frame arguments of `features.encode_example` besides the crops.
+_PER_FRAME = ("face_found", "detected", "boxes", "timestamps", "frame_valence", "frame_arousal", "label_mask")
+_SLICE_FRAMES = 1024
+
+
+def record_parts(num_frames: int, **fields) -> tuple[bytes, dict]:
+  """A record's serialized context and per-frame lists, built a slice of frames at a time.
+
+  A whole video's lists as protobuf objects take ~8 KB a frame (200 MB for 15 minutes);
+  a FeatureList's serialization is the concatenation of its features', so slices of 1024
+  frames are built with `features.encode_example` and serialized one after the other.
 
   Args:
-    example: the SequenceExample without its crops (its `frames` list, if any, is ignored).
-    jpeg_sizes: the length of each JPEG, in order.
+    num_frames: T.
+    **fields: `features.encode_example`'s arguments but the crops; per-frame ones of length T.
+
+  Returns:
+    (the serialized context, key -> serialized FeatureList body for every per-frame list
+    but `frames`).
+  """
+  bodies: dict = {}
+  context = None
+  for start in range(0, num_frames, _SLICE_FRAMES):
+    stop = min(start + _SLICE_FRAMES, num_frames)
+    part = {k: (v[start:stop] if k in _PER_FRAME and v is not None else v) for k, v in fields.items()}
+    example = features.encode_example(jpegs=[b""] * (stop - start), **part)
+    if context is None:
+      # The context does not depend on the frames but for their count.
+      example.context.feature[features.NUM_FRAMES].int64_list.value[:] = [num_frames]
+      context = example.context.SerializeToString(deterministic=True)
+    for key, value in example.feature_lists.feature_list.items():
+      if key != features.FRAMES:
+        bodies.setdefault(key, bytearray()).extend(value.SerializeToString(deterministic=True))
+  return context, {k: bytes(v) for k, v in bodies.items()}
+
+
+def _entry_head(key: bytes, body_size: int) -> bytes:
+  """A FeatureLists map entry up to its FeatureList's body: {key, value: FeatureList}."""
+  inner = _length_delimited(1, len(key)) + key + _length_delimited(2, body_size)
+  return _length_delimited(1, len(inner) + body_size) + inner
+
+
+def serialized_chunks(context: bytes, bodies: dict, jpeg_sizes, jpegs):
+  """A record's bytes, `features.serialize` of its SequenceExample, from its parts.
+
+  Args:
+    context: the serialized context (`record_parts`).
+    bodies: key -> serialized FeatureList body of the per-frame lists but `frames`.
+    jpeg_sizes: the length of each crop's JPEG, in order.
     jpegs: the JPEGs' bytes back to back, as an iterable of pieces of any size.
 
   Yields:
-    Pieces of the serialized record: `features.serialize` of the full example, joined.
+    Pieces of the serialized record.
   """
-  lists = example.feature_lists.feature_list
-  context = example.context.SerializeToString(deterministic=True)
-  frames_body = sum(len(_frame_prefix(int(n))) + int(n) for n in jpeg_sizes)
   key = features.FRAMES.encode()
-  frames_entry_body = len(_length_delimited(1, len(key))) + len(key) + len(_length_delimited(2, frames_body)) + frames_body
+  frames_body = sum(len(_frame_prefix(int(n))) + int(n) for n in jpeg_sizes)
   # FeatureLists is a map: deterministic serialization writes its entries sorted by key.
-  entries = {}
-  for name in lists:
-    if name != features.FRAMES:
-      one = type(example.feature_lists)()
-      one.feature_list[name].CopyFrom(lists[name])
-      entries[name.encode()] = one.SerializeToString(deterministic=True)
-  entries[key] = None
-  total = sum(len(e) for e in entries.values() if e is not None)
-  total += len(_length_delimited(1, frames_entry_body)) + frames_entry_body
+  sizes = {k.encode(): len(v) for k, v in bodies.items()}
+  sizes[key] = frames_body
+  total = sum(len(_entry_head(k, n)) + n for k, n in sizes.items())
   yield _length_delimited(1, len(context)) + context + _length_delimited(2, total)
-  for name in sorted(entries):
-    if entries[name] is not None:
-      yield entries[name]
+  for name in sorted(sizes):
+    yield _entry_head(name, sizes[name])
+    if name != key:
+      yield bodies[name.decode()]
       continue
-    yield (_length_delimited(1, frames_entry_body) + _length_delimited(1, len(key)) + key
-           + _length_delimited(2, frames_body))
     pieces = iter(jpegs)
     buffer, at = memoryview(b""), 0
     for n in jpeg_sizes:
@@ -615,8 +653,8 @@ def write_tfrecord_file(path: str, sources) -> None:
     raise
 
 
-def write_record_streaming(path: str, example, jpeg_sizes, spool: str) -> tuple[int, str, int]:
-  """Writes `example` with the crops from `spool` to `path` atomically (temp, fsync, rename).
+def write_record_streaming(path: str, parts: tuple[bytes, dict], jpeg_sizes, spool: str) -> tuple[int, str, int]:
+  """Writes a record (`record_parts`) with the crops from `spool` to `path` atomically (temp, fsync, rename).
 
   Returns:
     (bytes written, their sha1, their CRC-32C: what the shard's TFRecord framing needs).
@@ -635,7 +673,7 @@ def write_record_streaming(path: str, example, jpeg_sizes, spool: str) -> tuple[
 
   try:
     with open(spool, "rb") as src, open(tmp, "wb") as out:
-      for chunk in serialized_chunks(example, jpeg_sizes, iter(lambda: src.read(_SPOOL_READ_BYTES), b"")):
+      for chunk in serialized_chunks(*parts, jpeg_sizes, iter(lambda: src.read(_SPOOL_READ_BYTES), b"")):
         buffer += chunk
         if len(buffer) >= _SPOOL_READ_BYTES:
           flush(out)
@@ -721,13 +759,17 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"--shard_index={shard_index} outside [0, --num_shards={num_shards})")
   os.makedirs(output_dir, exist_ok=True)
+  local = node_local_locks(output_dir)
+  if local:
+    _say(f"[prepare] WARNING {local}")
   with _run_lock(output_dir, exclusive=num_shards == 1):
     if num_shards == 1:
       swept = sweep_temporaries(output_dir)
       if swept:
         _say(f"[prepare] removed {len(swept)} temporary files of interrupted runs ({swept[:3]}...)")
-    return _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards,
-                strict, progress, detector, detector_factory)
+    with _registered_inputs(output_dir, items, shard_index, num_shards):
+      return _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards,
+                  strict, progress, detector, detector_factory)
 
 
 def _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards, strict,
@@ -983,6 +1025,115 @@ def _run_lock(output_dir: str, exclusive: bool):
       yield
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+JOBS_DIR = ".jobs"  # one registration per running job: its input lists, flock-held while it runs
+
+
+def input_lists(items: list[Item]) -> dict:
+  """split -> {"fingerprint": sha1 of its input keys in input order, "inputs": their count}."""
+  keys: dict = {}
+  for it in sorted(items, key=lambda it: it.order):
+    keys.setdefault(it.split, []).append(it.key)
+  return {split: {"fingerprint": hashlib.sha1("\n".join(k).encode()).hexdigest(), "inputs": len(k)}
+          for split, k in keys.items()}
+
+
+@contextlib.contextmanager
+def _registered_inputs(output_dir: str, items: list[Item], shard_index: int, num_shards: int):
+  """Registers this job's input lists for as long as it runs; refuses a list that clashes.
+
+  A split of a folder holds one input list: a job deletes the item files of inputs its list
+  lacks and writes its shards over those of the same name. Two jobs running at once with
+  different lists for a split (two job arrays over other CSVs, or an array whose jobs were
+  given different inputs) would delete each other's items and mix their shards, so the
+  later one is refused, naming the split and the other job. One after the other, the later
+  list replaces the earlier (as for a single job). Registrations are files under `.jobs/`
+  flock-held by their job; one no job holds (a killed job's) is removed.
+
+  Raises:
+    RuntimeError: a running job prepares a split of this folder from another input list.
+  """
+  try:
+    import fcntl
+  except ImportError:
+    yield
+    return
+  mine = input_lists(items)
+  folder = os.path.join(output_dir, JOBS_DIR)
+  os.makedirs(folder, exist_ok=True)
+  me = {"lists": mine, "job": f"{shard_index} of {num_shards}", "pid": os.getpid(),
+        "host": os.uname().nodename if hasattr(os, "uname") else "?"}
+  with _locked(output_dir):  # Jobs check and register one at a time.
+    for name in sorted(os.listdir(folder)):
+      path = os.path.join(folder, name)
+      if not name.endswith(".json"):
+        continue
+      with open(path) as other:
+        try:
+          fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # its job is running
+          try:
+            theirs = json.load(other)
+          except ValueError:
+            continue
+          clash = sorted(split for split, lst in mine.items()
+                         if split in theirs.get("lists", {}) and theirs["lists"][split]["fingerprint"] != lst["fingerprint"])
+          if clash:
+            split = clash[0]
+            raise RuntimeError(
+                f"{output_dir}: split {split!r} is being prepared from another input list by a running job "
+                f"(job {theirs.get('job')}, pid {theirs.get('pid')} on {theirs.get('host')}: "
+                f"{theirs['lists'][split]['inputs']} inputs; this job has {mine[split]['inputs']}, a different list). "
+                "Every job of an array must be given the same inputs; prepare another list into another "
+                "--output_dir, or after that run has finished") from None
+          continue
+        os.remove(path)  # no job holds it: left by a killed job
+    fd, path = tempfile.mkstemp(prefix=f"{me['host']}-{os.getpid()}-", suffix=".json", dir=folder)
+    handle = os.fdopen(fd, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    json.dump(me, handle, sort_keys=True)
+    handle.flush()
+  try:
+    yield
+  finally:
+    os.remove(path)
+    handle.close()
+
+
+# Mount options under which flock(2) locks only this machine's processes: Linux NFS clients
+# then keep locks local ("nolock"; "local_lock=flock|all").
+_LOCAL_LOCK_OPTIONS = ("nolock", "local_lock=flock", "local_lock=all")
+
+
+def node_local_locks(output_dir: str, mounts: str = "/proc/mounts") -> str | None:
+  """Why the folder's locks would not reach other machines, or None where they do (or it is unknown).
+
+  Data prep's locks are flock(2). On a local disk, and on a Linux NFS client with NFS
+  locking (NFSv4, or NFSv3 with lockd), they hold between machines; on an NFS mount with
+  `nolock` or `local_lock=flock|all` each machine sees only its own, so two runs on two
+  machines could use one folder at once.
+  """
+  try:
+    with open(mounts) as f:
+      table = [line.split() for line in f]
+  except OSError:
+    return None
+  path = os.path.realpath(output_dir)
+  best = None
+  for fields in table:
+    if len(fields) < 4:
+      continue
+    point = fields[1].replace("\\040", " ")
+    if (path == point or path.startswith(point.rstrip("/") + "/")) and (best is None or len(point) > len(best[1])):
+      best = (fields[2], point, fields[3].split(","))
+  if best is None or not best[0].startswith("nfs"):
+    return None
+  local = [o for o in best[2] if o in _LOCAL_LOCK_OPTIONS]
+  if not local:
+    return None
+  return (f"{output_dir} is on an NFS mount ({best[1]}, {','.join(local)}) whose locks only this machine sees: "
+          "run one single job, or one job array, on this folder at a time")
 
 
 def sweep_temporaries(output_dir: str) -> list[str]:

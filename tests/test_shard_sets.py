@@ -86,3 +86,51 @@ def test_prepare_sweeps_temporaries_of_killed_runs_only_when_alone(tmp_path):
   assert all(p.exists() for p in stale)  # a job array's other jobs may be writing them
   common.run([], str(out), [], progress=False)
   assert not any(p.exists() for p in stale) and (out / "keep.tmp").exists()
+
+
+class _NoFace:
+  def detect(self, frame):
+    return []
+
+
+def _items(keys, split="train"):
+  return [common.Item(key=k, video=k, utterance="u.mp4", source=f"/nonexistent/{k}.mp4", dataset="omg", split=split,
+                      row=i + 1, order=i) for i, k in enumerate(keys)]
+
+
+def test_a_job_with_another_input_list_than_a_running_job_is_refused(tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  first, other = _items(["a", "b", "c", "d"]), _items(["a", "b", "x"])
+  # A job of an array over `first` is running (registered, holding its registration).
+  with common._registered_inputs(str(out), first, 0, 2):
+    with pytest.raises(RuntimeError, match=rf"{out}: split 'train' is being prepared from another input list by a "
+                                           r"running job \(job 0 of 2, pid \d+ on .*: 4 inputs; this job has 3"):
+      common.run(other, str(out), [], progress=False, shard_index=1, num_shards=2, detector=_NoFace())
+    # Its sibling, given the same inputs, runs; so does a job of another split.
+    manifest = common.run(first, str(out), [], progress=False, shard_index=1, num_shards=2, detector=_NoFace())
+    assert manifest["splits"]["train"]["inputs"] == 4
+    common.run(_items(["y"], split="validation"), str(out), [], progress=False, shard_index=0, num_shards=2,
+               detector=_NoFace())
+  # Once it has finished, another list replaces the split's (what a single job does too).
+  manifest = common.run(other, str(out), [], progress=False, shard_index=1, num_shards=2, detector=_NoFace())
+  assert manifest["splits"]["train"]["inputs"] == 3
+  assert os.listdir(out / common.JOBS_DIR) == []  # registrations go with their jobs
+  # A registration no job holds (a killed job's) is removed, not obeyed.
+  (out / common.JOBS_DIR / "dead.json").write_text(json.dumps({"lists": common.input_lists(first), "job": "0 of 2"}))
+  common.run(other, str(out), [], progress=False, shard_index=0, num_shards=2, detector=_NoFace())
+  assert os.listdir(out / common.JOBS_DIR) == []
+
+
+def test_nfs_mounts_without_shared_locks_are_named(tmp_path):
+  mounts = tmp_path / "mounts"
+  mounts.write_text("/dev/sda1 / ext4 rw,relatime 0 0\n"
+                    "server:/export /data nfs4 rw,vers=4.2,local_lock=none 0 0\n"
+                    "server:/old /data/old nfs rw,vers=3,nolock 0 0\n"
+                    "server:/x /mnt/with\\040space nfs rw,vers=3,local_lock=all 0 0\n")
+  assert common.node_local_locks("/home/me/prepared", str(mounts)) is None  # a local disk
+  assert common.node_local_locks("/data/prepared", str(mounts)) is None  # NFSv4 with its locks
+  warning = common.node_local_locks("/data/old/prepared", str(mounts))
+  assert "/data/old/prepared is on an NFS mount (/data/old, nolock)" in warning and "one job array" in warning
+  assert "local_lock=all" in common.node_local_locks("/mnt/with space/p", str(mounts))
+  assert common.node_local_locks("/data/old", str(tmp_path / "no-such-file")) is None
