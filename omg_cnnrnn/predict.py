@@ -1055,7 +1055,13 @@ def define_flags() -> None:
                       "(omg_cnnrnn.export --tflite; config.json beside it). A SavedModel "
                       "is a program (its graph may read and write files): load only one from a trusted source. "
                       "For untrusted weights pass a training workdir (config.json + checkpoint tensors, no graph).")
-  flags.DEFINE_string("video", None, "The video: any file OpenCV reads.")
+  flags.DEFINE_string("video", None, "The video: any file OpenCV reads; or a live source: a camera index (0) or a "
+                      "stream URL (rtsp://..., http://...), processed as frames arrive (omg_cnnrnn.live).")
+  flags.DEFINE_bool("live", False, "Play --video (a file) at its real frame rate as a live source: frames the "
+                    "model has no time for are dropped and counted, rows are printed and appended as computed.")
+  flags.DEFINE_integer("max_frames", None, "Live: stop after this many processed frames.")
+  flags.DEFINE_float("max_seconds", None, "Live: stop after this many seconds.")
+  flags.DEFINE_bool("print_rows", True, "Live: print each frame's values as they are computed.")
   flags.DEFINE_string("videos", None, "Many videos instead of --video: a folder, a glob pattern or a list file "
                       "(one path a line). One folder per video in --output_dir and index.csv; videos already done "
                       "are skipped (resumable); a bad video is reported in the index while the others go through.")
@@ -1122,6 +1128,19 @@ def main(argv) -> None:
       return _main_videos(f, face_config)
     if f.num_workers:
       raise ValueError("--num_workers applies to --videos only")
+    from omg_cnnrnn import live
+
+    if f.live or live.is_live_source(f.video):
+      if f.faces == "all" or isinstance(target, tuple) or f.utterances or f.annotated_video:
+        raise ValueError("a live source follows one face (--target=largest|left|right|center); --faces=all, --target=x,y, "
+                         "--utterances and --annotated_video need a file")
+      value_ranges(f.arousal_range)
+      predictor = load_predictor(f.model, which=f.which, arousal_range=f.arousal_range)
+      summary = live.run_live(predictor, f.video, f.output_dir, face_config=face_config, play_file=f.live,
+                              max_frames=f.max_frames, max_seconds=f.max_seconds, quiet=not f.print_rows)
+      print(json.dumps({k: summary[k] for k in ("frames_arrived", "frames_processed", "frames_dropped",
+                                                "latency_ms")}))
+      return
     # Cheap checks first: a bad video or segment file fails before the model loads.
     faces.probe_video(f.video)
     if f.utterances:
