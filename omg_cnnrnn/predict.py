@@ -694,7 +694,8 @@ def plot(frames: pd.DataFrame, path: str, title: str = "", segments: pd.DataFram
   ax.set_ylabel("prediction")
   ax.set_xlim(t[0] if len(t) else 0, t[-1] if len(t) > 1 else 1)
   ax.set_ylim(min(r[0] for r in ranges) - 0.05, max(r[1] for r in ranges) + 0.05)
-  ax.legend(loc="upper right", fontsize=8, ncol=3)
+  # Below the axes: clipped values sit on the range's edges, where a legend inside would hide them.
+  ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, ncol=3, frameon=False)
   ax.set_title(title, fontsize=9)
 
   valid = ~missing
