@@ -4,6 +4,8 @@
     model = omg_cnnrnn.load("checkpoints/demo/saved_model")   # or a training workdir, or a .tflite
     frames = model.predict_video("clip.mp4")                  # pandas DataFrame, frames.csv's columns
     frames = model.predict_video(cv2.VideoCapture(0), max_frames=250)  # any opened capture
+    tracks = model.predict_video("clip.mp4", faces="all")   # every person: rows per (frame, track)
+    frames = model.predict_video("clip.mp4", target=(320, 180))  # the person at that point
     values = model.predict_faces(crops)   # uint8 (T, H, W, 3) RGB crops you already have;
     values = model.predict_faces(more)    # ... the GRU state carries on from the last call
     model.reset()                         # a new person or a new video: state back to zeros
@@ -22,12 +24,14 @@ workdir reads numbers only (`omg_cnnrnn.predict` docstring).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 
 import numpy as np
 import pandas as pd
 
-from omg_cnnrnn import faces, predict
+from omg_cnnrnn import faces, predict, tracking
 
 FACE_COLUMNS = ("valence", "arousal", "valence_clipped", "arousal_clipped")
 
@@ -76,7 +80,8 @@ class EmotionModel:
   # ------------------------------------------------------------------------------ videos
   def predict_video(self, video, output_dir: str | None = None, *, face_config: faces.FaceConfig | None = None,
                     detector: faces.Detector | None = None, chunk_frames: int | None = None,
-                    max_frames: int | None = None, progress: bool = False, **outputs) -> pd.DataFrame:
+                    max_frames: int | None = None, progress: bool = False, faces: str = "one", target=None,
+                    **outputs) -> pd.DataFrame:
     """Per-frame valence and arousal of a video, as a DataFrame with `frames.csv`'s columns.
 
     Args:
@@ -89,6 +94,11 @@ class EmotionModel:
       chunk_frames: frames per network call (default: the model object's).
       max_frames: stop after this many frames (a camera never ends); not with `output_dir`.
       progress: show a tqdm bar.
+      faces: "one" (one person, `target`) or "all": every person a track
+        (`predict.predict_all_faces`): then the rows are per (frame, track),
+        `predict.TRACK_FRAME_COLUMNS`.
+      target: with faces="one", which person: "largest", "left", "right", "center", or a
+        point (x, y) in pixels (the face there when faces first show).
       **outputs: with `output_dir`, `predict.predict_video`'s `utterances`,
         `annotated_video`, `utterance_video`.
 
@@ -103,20 +113,44 @@ class EmotionModel:
     """
     face_config = face_config or self.face_config
     chunk = int(chunk_frames or self.chunk_frames)
+    if faces not in ("one", "all"):
+      raise ValueError(f"faces must be 'one' or 'all', got {faces!r}")
+    point = None
+    if target is not None:
+      if faces == "all":
+        raise ValueError("target picks one person; faces='all' follows every person")
+      target = tracking.parse_target(target if isinstance(target, str) else ",".join(str(v) for v in target))
+      if isinstance(target, str):
+        face_config = dataclasses.replace(face_config, initial_target=target)
+      else:
+        point = target
+    if faces == "all":
+      if max_frames is not None or outputs:
+        raise ValueError(f"faces='all' takes neither max_frames nor {sorted(outputs)}")
+      with tempfile.TemporaryDirectory() as tmp:
+        folder = output_dir if output_dir is not None else tmp
+        predict.predict_all_faces(self.predictor, video, folder, chunk_frames=chunk, face_config=face_config,
+                                  detector=detector, progress=progress)
+        return pd.read_csv(os.path.join(folder, "frames.csv"), dtype={"track": "Int64"})
+    if not predict.is_capture(video):
+      video = os.fspath(video)
+    stream = None
+    if point is not None:
+      stream = tracking.follow_point(predict._frames_of(video, predict.source_info(video)), point, face_config,
+                                     detector)
     if output_dir is not None:
       if max_frames is not None:
         raise ValueError("max_frames is not supported with output_dir (the outputs describe the whole video)")
       predict.predict_video(self.predictor, video, output_dir, chunk_frames=chunk, face_config=face_config,
-                            detector=detector, progress=progress, **outputs)
+                            detector=detector, progress=progress, face_stream=stream, **outputs)
       return read_frames_csv(os.path.join(output_dir, "frames.csv"))
     if outputs:
       raise ValueError(f"{sorted(outputs)} need output_dir")
     if max_frames is not None and max_frames < 1:
       raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    if not predict.is_capture(video):
-      video = os.fspath(video)
     info = predict.source_info(video)
-    stream = predict.face_frames(video, face_config, detector, info)
+    if stream is None:
+      stream = predict.face_frames(video, face_config, detector, info)
     if max_frames is not None:
       stream = _first(stream, max_frames)
     if progress:

@@ -13,7 +13,8 @@ but the newest are dropped, and counted. Frames dropped never reach the tracker 
 network (the state simply goes on from the last processed face). Each processed frame's row
 is appended to `frames.csv` (flushed) and, unless `quiet`, printed as it is computed.
 
-Live rows differ from a file's in one way: the `_post` columns are the raw values clipped to
+`time` is the file's (index / fps) for a file played live, and the arrival time since the
+start for a camera or stream. Live rows differ from a file's in one more way: the `_post` columns are the raw values clipped to
 the label ranges, without the median filter (it would need later frames). `summary.json`
 reports frames arrived, processed and dropped, and the latency from a frame's arrival to its
 row being written (p50, p90, p99, max, in ms). Ctrl-C (or `max_frames` / `max_seconds`, or the
@@ -184,7 +185,8 @@ def run_live(predictor: predict.Predictor, source, output_dir: str, *,
           out, state = predictor.step(predict.resize_crop(crop, predictor.image_size)[np.newaxis], state)
           values = out[0].astype(np.float64)
           found_count += 1
-        t = index / fps if fps else arrival - reader.started
+        # A file played live keeps its own clock; a camera's or stream's frame is timed by its arrival.
+        t = index / fps if play_file else arrival - reader.started
         row = predict.FrameResult(index, t, found, np.asarray(box, np.float32), values,
                                   predict.clip_values(values, predictor.ranges))
         pd.DataFrame([row.row()], columns=predict.FRAME_COLUMNS).to_csv(f, header=False, index=False,

@@ -123,3 +123,20 @@ def test_command_line_faces_all_and_target_point(crossing, tmp_path):
   bad = subprocess.run(base + [f"--output_dir={tmp_path / 'x'}", "--faces=all", "--target=left"],
                        capture_output=True, text=True, env=env, timeout=600)
   assert bad.returncode != 0 and "--target picks one person" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_python_api_every_face_and_a_point(crossing, tmp_path):
+  import omg_cnnrnn
+
+  path, boxes, _, saved = crossing
+  model = omg_cnnrnn.load(saved)
+  tracks = model.predict_video(path, faces="all")
+  predict.predict_all_faces(model.predictor, path, str(tmp_path))
+  pd.testing.assert_frame_equal(tracks, pd.read_csv(tmp_path / "frames.csv", dtype={"track": "Int64"}))
+  assert set(tracks["track"].dropna()) == {1, 2}
+  chosen = model.predict_video(path, target=(390, 200))
+  found = chosen[chosen["face_found"] == 1]
+  assert list(chosen.columns) == list(predict.FRAME_COLUMNS) and len(found) >= 32
+  assert {_who(r[["x0", "y0", "x1", "y1"]].to_numpy(float), boxes[int(r["frame"])]) for _, r in found.iterrows()} == {"B"}
+  with pytest.raises(ValueError, match="target picks one person"):
+    model.predict_video(path, faces="all", target="left")
