@@ -112,7 +112,7 @@ def output_names(videos: list[str]) -> list[str]:
           for s, v in zip(stems, videos)]
 
 
-def _done(folder: str, video: str) -> tuple[dict | None, str | None]:
+def _done(folder: str, video: str, faces_mode: str = "one") -> tuple[dict | None, str | None]:
   """(summary of a finished earlier run of `video`, None), or (None, why the folder is not ours)."""
   path = os.path.join(folder, "summary.json")
   if not os.path.exists(path):
@@ -126,6 +126,9 @@ def _done(folder: str, video: str) -> tuple[dict | None, str | None]:
     return None, f"{folder} holds the results of another video ({summary.get('video')}); not overwritten"
   if not os.path.exists(os.path.join(folder, "frames.csv")):
     return None, None
+  if summary.get("faces", "one") != faces_mode:
+    return None, (f"{folder} holds --faces={summary.get('faces', 'one')} results of this video; not overwritten "
+                  "(give another --output_dir)")
   return summary, None
 
 
@@ -202,7 +205,7 @@ class _Prefetcher:
 def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_dir: str, *,
                    face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
                    chunk_frames: int = 80, num_workers: int = 0, prefetch: int = 256, progress: bool = True,
-                   utterances: str | None = None, annotated_video: bool = False) -> pd.DataFrame:
+                   utterances: str | None = None, annotated_video: bool = False, faces_mode: str = "one") -> pd.DataFrame:
   """Runs `predict.predict_video` over many videos with one loaded model; writes `index.csv`.
 
   Args:
@@ -213,10 +216,16 @@ def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_d
     num_workers: threads running the face pipeline of upcoming videos (0: in line).
     prefetch: frames a worker may run ahead of the network.
     progress: one tqdm bar over the frames of all videos.
+    faces_mode: "one" (`predict.predict_video`) or "all" (`predict.predict_all_faces`: every
+      person a track; the index's statistics are over every track's rows).
 
   Returns:
     The index (also at `<output_dir>/index.csv`), one row per video in input order.
   """
+  if faces_mode not in ("one", "all"):
+    raise ValueError(f"faces_mode must be 'one' or 'all', got {faces_mode!r}")
+  if faces_mode == "all" and (num_workers or utterances or annotated_video):
+    raise ValueError("faces_mode='all' runs its own tracker in line: no num_workers, utterances or annotated_video")
   if num_workers < 0:
     raise ValueError(f"num_workers must be >= 0, got {num_workers}")
   if prefetch < 1:
@@ -228,7 +237,7 @@ def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_d
   rows: list[dict | None] = [None] * len(videos)
   todo, total = [], 0
   for i, (video, folder) in enumerate(zip(videos, folders)):
-    summary, conflict = _done(folder, video)
+    summary, conflict = _done(folder, video, faces_mode)
     if summary is not None:
       rows[i] = _row(video, folder, summary, "done earlier")
       continue
@@ -260,10 +269,14 @@ def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_d
       began = time.perf_counter()
       try:
         stream = prefetcher.frames(video) if prefetcher else None
-        summary = predict.predict_video(predictor, video, folder, utterances=utterances,
-                                        annotated_video=annotated_video, chunk_frames=chunk_frames,
-                                        face_config=face_config, detector=detector, progress=bar or False,
-                                        face_stream=stream)
+        if faces_mode == "all":
+          summary = predict.predict_all_faces(predictor, video, folder, chunk_frames=chunk_frames,
+                                              face_config=face_config, detector=detector, progress=bar or False)
+        else:
+          summary = predict.predict_video(predictor, video, folder, utterances=utterances,
+                                          annotated_video=annotated_video, chunk_frames=chunk_frames,
+                                          face_config=face_config, detector=detector, progress=bar or False,
+                                          face_stream=stream)
         rows[i] = _row(video, folder, summary, "ok")
       except (faces.VideoError, predict.UtterancesError, OSError, ValueError) as e:
         rows[i] = _row(video, folder, None, f"error: {e}")

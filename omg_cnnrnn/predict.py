@@ -1032,6 +1032,10 @@ def predict_all_faces(predictor: Predictor, video, output_dir: str, chunk_frames
   summary = {
       "video": label if capture else os.path.abspath(video), "fps": fps, "frames": count,
       "frames_with_a_face": int(table.loc[table["face_found"] > 0, "frame"].nunique()),
+      # The --videos index reads these two: frames with any face, and statistics over every track's rows.
+      "faces_found": int(table.loc[table["face_found"] > 0, "frame"].nunique()),
+      "post_stats": {dim: {"mean": _stat(table[f"{dim}_post"], "mean"), "sd": _stat(table[f"{dim}_post"], "sd")}
+                     for dim in metrics.DIMENSIONS},
       "tracks": tracks, "model": os.path.abspath(predictor.path), "model_kind": predictor.kind,
       "experiment": predictor.config.name, "chunk_frames": chunk_frames, "faces": "all",
       "face_config": dataclasses.asdict(face_config),
@@ -1124,8 +1128,8 @@ def main(argv) -> None:
           raise ValueError(f"--target={target} and --initial_target={f.initial_target} disagree; give one")
         face_config = dataclasses.replace(face_config, initial_target=target)
     if f.videos is not None:
-      if f.faces == "all" or isinstance(target, tuple):
-        raise ValueError("--faces=all and --target=x,y work with --video (one video at a time)")
+      if isinstance(target, tuple):
+        raise ValueError("--target=x,y works with --video (a point in one video's first frame)")
       return _main_videos(f, face_config)
     if f.num_workers:
       raise ValueError("--num_workers applies to --videos only")
@@ -1153,7 +1157,6 @@ def main(argv) -> None:
     if f.faces == "all":
       summary = predict_all_faces(predictor, f.video, f.output_dir, chunk_frames=f.chunk_frames,
                                   face_config=face_config, progress=f.progress)
-      summary["faces_found"] = summary["frames_with_a_face"]
     else:
       stream = None
       if isinstance(target, tuple):
@@ -1184,7 +1187,9 @@ def _main_videos(f, face_config: faces.FaceConfig) -> None:
     read_utterances_file_check(f.utterances)
   value_ranges(f.arousal_range)
   predictor = load_predictor(f.model, which=f.which, arousal_range=f.arousal_range)
-  index = batch.predict_videos(predictor, videos, f.output_dir, face_config=face_config,
+  if f.faces == "all" and (f.utterances or f.annotated_video):
+    raise ValueError("--utterances and --annotated_video follow one face; not with --faces=all")
+  index = batch.predict_videos(predictor, videos, f.output_dir, face_config=face_config, faces_mode=f.faces,
                                chunk_frames=f.chunk_frames, num_workers=f.num_workers, progress=f.progress,
                                utterances=f.utterances, annotated_video=f.annotated_video)
   status = index["status"].astype(str)

@@ -142,3 +142,22 @@ def test_command_line_with_videos(setup, tmp_path):
                          f"--video={clips / 'beta.mp4'}", f"--output_dir={tmp_path / 'o2'}"],
                         capture_output=True, text=True, env=env, timeout=300)
   assert both.returncode != 0 and "exactly one of --video" in both.stderr and "Traceback" not in both.stderr
+
+
+def test_every_face_of_many_videos(setup, tmp_path):
+  saved, clips = setup
+  two, _ = helpers.two_faces_video(str(tmp_path / "two.mp4"), frames=20)
+  videos = [two, str(clips / "beta.mp4")]
+  index = _run(saved, videos, tmp_path / "out", faces_mode="all")
+  assert list(index["status"]) == ["ok", "ok"]
+  for name, tracks in (("two", {1, 2}), ("beta", {1})):
+    table = pd.read_csv(tmp_path / "out" / name / "frames.csv")
+    assert list(table.columns) == list(predict.TRACK_FRAME_COLUMNS) and set(table["track"].dropna()) == tracks
+    row = index[index["video"].str.endswith(f"{name}.mp4")].iloc[0]
+    found = table["face_found"] == 1
+    assert row["faces_found"] == table.loc[found, "frame"].nunique()
+    np.testing.assert_allclose(row["valence_mean"], table.loc[found, "valence_post"].mean(), rtol=1e-5)
+  # A rerun in the other mode does not overwrite them.
+  again = _run(saved, videos, tmp_path / "out")
+  assert all("holds --faces=all results" in s for s in again["status"])
+  assert list(_run(saved, videos, tmp_path / "out", faces_mode="all")["status"]) == ["done earlier"] * 2
