@@ -16,12 +16,6 @@ import types
 import typing
 from typing import Any, Mapping
 
-# Feature taps a VGG-16 stream can feed to an RNN subnet (Sec. III-B1).
-VGG_TAPS = ("conv5_2", "conv5_3", "pool5", "fc1")
-# Feature taps of a ResNet-50 stream (Sec. III-B2): the pooled output and an optional FC.
-RESNET_TAPS = ("pool5", "fc1")
-
-
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """What the input pipeline feeds the model."""
@@ -32,8 +26,6 @@ class DataConfig:
   sequence_length: int = 80
   # Sec. III-C: "we used a batch size of 4" (CNN plus RNN networks).
   batch_size: int = 4
-  # Sec. IV-1: CNN-only networks train on single frames, "optimal was found to be 80".
-  frame_batch_size: int = 80
   # Sec. III-C: "each utterance was assigned the mean or median of the values of the frames".
   utterance_aggregate: str = "mean"
   # Not in the paper: shuffle buffer (in training windows) of the training pipeline, after the
@@ -66,7 +58,8 @@ class StreamConfig:
   # Sec. IV-1 / IV-2: dropout probability 0.5 after FC1 (released code: FC1 only).
   fc_dropout: tuple[float, ...] = (0.5,)
   # Sec. III-B1: each inner tuple is one RNN subnet, fed the concatenation of these taps
-  # (names from VGG_TAPS / RESNET_TAPS). Empty: a CNN-only stream (per-frame output).
+  # (the backbone's `backbones.rnn_taps`, then "fc1", "fc2" ...). Empty: a CNN-only stream
+  # (per-frame output; Sec. IV-1's single frames in batches of 80 are `experiments.CNN_ONLY_DATA`).
   rnn_inputs: tuple[tuple[str, ...], ...] = (("fc1",),)
   # Not in the paper: channel multiplier of the VGG-16 backbone (1 = Table I). Only the
   # tests' tiny rows use another value, so they train in seconds.
@@ -153,9 +146,6 @@ class TrainConfig:
   eval_every_steps: int = 2000
   # Not in the paper: checkpoints kept by tf.train.CheckpointManager.
   max_checkpoints_to_keep: int = 3
-  # Sec. III-C: pretrain on Aff-Wild, then train on OMG from those weights. Name of the
-  # registered experiment whose Aff-Wild run initialises this one ("" = none).
-  pretrain_experiment: str = ""
   # Which start this run had (written by `omg_cnnrnn.start.resolve`, recorded in config.json):
   # "paper" (the paper's weights and values) or "scratch" (random weights, or a chain that
   # began from them: the `ScratchRecipe` values replace the paper's).

@@ -397,7 +397,7 @@ def testing():
   return ExperimentConfig(
       name="testing", table="-", row="testing", paper_ccc_valence=None, paper_ccc_arousal=None,
       model=ModelConfig(streams=(stream,), rnn_units=8),
-      data=DataConfig(image_size=32, sequence_length=4, batch_size=2, frame_batch_size=8, shuffle_buffer=8),
+      data=DataConfig(image_size=32, sequence_length=4, batch_size=2, shuffle_buffer=8),
       train=configs.TrainConfig(num_steps=2, log_every_steps=1, checkpoint_every_steps=1, eval_every_steps=2),
       postprocess=PostprocessConfig(median_window_valence=3, median_window_arousal=3))
 

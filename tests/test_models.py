@@ -7,6 +7,7 @@ import tf_keras
 
 import omg_cnnrnn
 from omg_cnnrnn import configs, experiments, models
+from omg_cnnrnn.models import backbones
 
 # Parameter counts at the paper's 96x96 input, pinned for every registered row
 # (vision_transformer models_test habit). Cross-checked by `_paper_count` below.
@@ -267,6 +268,14 @@ def test_released_rows_have_no_dropout_between_grus_and_3rnn_has_256_units(name)
   assert (len(grus), {layer.units for layer in grus}) == ((2, {128}) if "1rnn" in name else (6, {256}))
   assert not [layer.name for layer in model.layers if "_rnn_" in layer.name and "dropout" in layer.name]
   assert model.get_layer("vgg16_fc1_dropout").rate == 0.5  # FC1's dropout stays (AffWildNet.py keeps it too)
+
+
+@pytest.mark.parametrize("name", sorted(backbones.RNN_TAPS))
+def test_declared_taps_are_outputs_of_their_backbone(name):
+  backbone = models.build_backbone(name, image_size=32)
+  assert set(backbones.rnn_taps(name)) <= set(backbone.output)
+  with pytest.raises(ValueError, match="unknown backbone"):
+    backbones.rnn_taps("vgg19")
 
 
 def test_invalid_taps_fail_with_the_valid_names():

@@ -27,6 +27,10 @@ BACKBONES: Registry = Registry("backbone")
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 # TF-slim resnet_v1_50: (scope, base depth, units, stride of the block's last unit).
 RESNET50_BLOCKS = (("block1", 64, 3, 2), ("block2", 128, 4, 2), ("block3", 256, 6, 2), ("block4", 512, 3, 1))
+# The taps of each backbone an RNN subnet can read (as timm's `feature_info`): VGG-16's last two
+# convolutions and pool5 (Sec. III-B1: CNN-3RNN feeds conv5_2 / conv5_3 / FC1), ResNet-50's
+# pooled output (Sec. III-B2). The heads add "fc1", "fc2" ... after these.
+RNN_TAPS = {"vgg16": ("conv5_2", "conv5_3", "pool5"), "resnet50": ("pool5",)}
 # TF-slim resnet_arg_scope batch-norm settings (decay 0.997, epsilon 1e-5, with scale).
 _BN_MOMENTUM = 0.997
 _BN_EPSILON = 1e-5
@@ -136,6 +140,13 @@ def resnet50(image_size: int = 96, weights: str | None = None, name: str = "resn
   block4 = x
   pool5 = tf_keras.layers.GlobalAveragePooling2D(name="pool5")(x)
   return _maybe_load(tf_keras.Model(inputs, {"block4": block4, "pool5": pool5}, name=name), weights)
+
+
+def rnn_taps(name: str) -> tuple[str, ...]:
+  """The feature taps of backbone `name` that an RNN subnet may read (`RNN_TAPS`)."""
+  if name not in RNN_TAPS:
+    raise ValueError(f"unknown backbone {name!r}; known: {sorted(RNN_TAPS)}")
+  return RNN_TAPS[name]
 
 
 def build_backbone(name: str, image_size: int = 96, weights: str | None = None,

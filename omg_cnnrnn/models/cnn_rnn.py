@@ -40,8 +40,6 @@ import tf_keras
 from omg_cnnrnn import configs
 from omg_cnnrnn.models import backbones
 
-_CONV_TAPS = ("conv5_2", "conv5_3", "pool5")
-
 
 class FoldTime(tf_keras.layers.Layer):
   """(B, T, ...) -> (B * T, ...): runs a per-frame network on all frames of a batch at once."""
@@ -110,14 +108,13 @@ class _Stream:
         raise ValueError(f"stream {self.prefix}: unknown RNN input taps {unknown}; valid: {sorted(valid)}")
 
   def _tap_names(self):
-    conv = _CONV_TAPS if self.config.backbone == "vgg16" else ("pool5",)
-    return list(conv) + [f"fc{i}" for i in range(1, len(self.fcs) + 1)]
+    return list(backbones.rnn_taps(self.config.backbone)) + [f"fc{i}" for i in range(1, len(self.fcs) + 1)]
 
   def __call__(self, folded_frames):
     """Returns every tap as a flat per-frame feature `(B * T, D)`."""
     features = self.backbone(folded_frames)
     taps = {}
-    for name in _CONV_TAPS:
+    for name in backbones.rnn_taps(self.config.backbone):
       if name in features:
         value = features[name]
         if value.shape.rank > 2:
