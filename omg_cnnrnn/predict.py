@@ -7,6 +7,9 @@
     omg-predict --model=... --video=<file> --faces=all --output_dir=<dir>
         (every person a track: frames.csv rows per (frame, track), plot_track<id>.png; `predict_all_faces`)
     omg-predict --model=... --video=<file> --target=largest|left|right|center|x,y --output_dir=<dir>
+    omg-predict --model=... --video=<camera index or stream URL> --output_dir=<dir>   (`omg_cnnrnn.live`)
+    omg-predict --model=... --video=<file> --live --output_dir=<dir>   (a file played at its frame rate)
+    omg-predict --model=<dir>/model_float32.tflite ...   (`omg_cnnrnn.export --tflite`, `omg_cnnrnn.tflite`)
     python -m omg_cnnrnn.predict ...   (the same)
 
 Trust: a SavedModel is a program (its graph may read and write files when loaded and run):
