@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= checkpoints/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo rows bench clean
+.PHONY: install test test-fast demo rows bench clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
+# The whole suite (what .ci/run calls); test-fast leaves out the tests marked slow (pytest.ini), for the
+# edit-test loop. README, Contributing: the times of both.
 test: install
 	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q tests -m "not slow"
 
 demo: install
 	$(PY) experiments/demo.py --demo_dir=$(DEMO_DIR)

@@ -14,6 +14,9 @@
 #   PYTHON         interpreter (default: .venv/bin/python, else python3)
 #   SMOKE=1        every row for a couple of steps at reduced shapes on the synthetic set (CPU proof that the
 #                  script works end to end; the numbers mean nothing)
+#   DRY_RUN=1      print to stderr, one '+ ' line each, the commands the script would run (data preparation,
+#                  train, evaluate, summary) and run none of them; the rows' configs are still read, so the
+#                  order, the pairings and the flags are those of a real run (the tests check them this way)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -24,16 +27,27 @@ CKPT_ROOT="${CKPT_ROOT:-checkpoints}"
 OVERRIDES=()
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
+# run CMD...: runs CMD, or with DRY_RUN=1 prints it (shell-quoted) to stderr instead.
+# DRY_RUN=1: the rows this script (or the one that called it) would have trained by now, space-separated.
+export DRY_RUN_DONE="${DRY_RUN_DONE:- }"
+run() {
+  if [[ "${DRY_RUN:-0}" == "1" ]]; then
+    { printf '+'; printf ' %q' "$@"; printf '\n'; } >&2
+  else
+    "$@"
+  fi
+}
+
 if [[ "${SMOKE:-0}" == "1" ]]; then
   SMOKE_DIR="${SMOKE_DIR:-$CKPT_ROOT/smoke}"
   CKPT_ROOT="$SMOKE_DIR/checkpoints"
   if [[ ! -f "$SMOKE_DIR/data/omg/manifest.json" ]]; then
-    "$PYTHON" -m data_prep.synthesize --output_dir="$SMOKE_DIR/synthetic" --seed=0 --preset=smoke
+    run "$PYTHON" -m data_prep.synthesize --output_dir="$SMOKE_DIR/synthetic" --seed=0 --preset=smoke
     for split in Train Validation; do
-      "$PYTHON" -m data_prep.prepare_omg --labels="$SMOKE_DIR/synthetic/omg/omg_${split}Videos.csv" \
+      run "$PYTHON" -m data_prep.prepare_omg --labels="$SMOKE_DIR/synthetic/omg/omg_${split}Videos.csv" \
         --videos="$SMOKE_DIR/synthetic/omg/videos" --output_dir="$SMOKE_DIR/data/omg"
     done
-    "$PYTHON" -m data_prep.prepare_affwild --videos="$SMOKE_DIR/synthetic/affwild/videos" \
+    run "$PYTHON" -m data_prep.prepare_affwild --videos="$SMOKE_DIR/synthetic/affwild/videos" \
       --annotations="$SMOKE_DIR/synthetic/affwild/annotations" --format=affwild --output_dir="$SMOKE_DIR/data/affwild"
   fi
   OMG_DATA="$SMOKE_DIR/data/omg"
@@ -52,7 +66,7 @@ train() {
   local init=()
   for source in "$@"; do init+=(--init_from="$source"); done
   echo "== train $row -> $workdir" >&2
-  "$PYTHON" -m omg_cnnrnn.train --experiment="$row" --workdir="$workdir" --data_dir="$data" \
+  run "$PYTHON" -m omg_cnnrnn.train --experiment="$row" --workdir="$workdir" --data_dir="$data" \
     --eval_split="${EVAL_SPLIT-validation}" ${init[@]+"${init[@]}"} ${OVERRIDES[@]+"${OVERRIDES[@]}"}
 }
 
@@ -72,7 +86,7 @@ evaluate() {
   local labels=()
   [[ -n "${OMG_LABELS:-}" ]] && labels=(--labels="$OMG_LABELS")
   echo "== evaluate $workdir" >&2
-  "$PYTHON" -m omg_cnnrnn.evaluate --workdir="$workdir" --data_dir="$OMG_DATA" --split=validation \
+  run "$PYTHON" -m omg_cnnrnn.evaluate --workdir="$workdir" --data_dir="$OMG_DATA" --split=validation \
     --output_dir="$workdir/eval_validation" ${labels[@]+"${labels[@]}"} "$@"
 }
 
@@ -82,8 +96,13 @@ ensure_after() {
   [[ -n "${AFFWILDNET_VGG:-}${AFFWILDNET_RESNET:-}${VGGFACE_H5:-}" ]] && return 0
   local before
   for before in $("$PYTHON" -c "from omg_cnnrnn import experiments; print(*experiments.get('$1').init.after)"); do
-    [[ -f "$CKPT_ROOT/$before/best.json" ]] || run_row "$before"
+    has_run "$before" || run_row "$before"
   done
+}
+
+# has_run ROW: ROW has a run under $CKPT_ROOT (with DRY_RUN=1: or this script would have trained it).
+has_run() {
+  [[ -f "$CKPT_ROOT/$1/best.json" || "$DRY_RUN_DONE" == *" $1 "* ]]
 }
 
 # run_row ROW: pretrain on Aff-Wild, train on OMG from it, evaluate (the paper's loop for one row).
@@ -95,4 +114,6 @@ run_row() {
   init="$(pretrain "$row")"
   train "$row" "$CKPT_ROOT/$row" "$OMG_DATA" $init
   evaluate "$CKPT_ROOT/$row"
+  [[ "${DRY_RUN:-0}" == "1" ]] && DRY_RUN_DONE+="$row "
+  return 0
 }

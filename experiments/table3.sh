@@ -29,4 +29,4 @@ for row in "${ROWS[@]}"; do
   [[ "$row" == *_released ]] && echo "== $row: released-code variant" >&2
   run_row "$row"
 done
-"$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=III
+run "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=III

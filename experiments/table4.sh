@@ -10,4 +10,4 @@ source "$(dirname "$0")/common.sh"
 ROWS=("$@")
 [[ ${#ROWS[@]} -eq 0 ]] && ROWS=(table4/cnn_only table4/cnn_rnn table4/cnn_fc_rnn)
 for row in "${ROWS[@]}"; do run_row "$row"; done
-"$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=IV
+run "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=IV

@@ -15,7 +15,7 @@ ROWS=("$@")
 [[ ${#ROWS[@]} -eq 0 ]] && ROWS=(table5/vgg_fc_rnn_resnet_rnn table5/vgg_fc_rnn_resnet_fc_rnn
                                  table5/vgg_fc_rnn_resnet_rnn_fc table5/vgg_fc_rnn_resnet_fc_rnn_fc)
 single() {  # single ROW: make sure the single network exists (pretrained and OMG-trained)
-  [[ -f "$CKPT_ROOT/$1/best.json" ]] || run_row "$1"
+  has_run "$1" || run_row "$1"
 }
 for row in "${ROWS[@]}"; do
   # The branch rows come from the experiment's own config (init.after: VGG branch, ResNet branch).
@@ -32,4 +32,4 @@ for row in "${ROWS[@]}"; do
   train "$row" "$CKPT_ROOT/$row/from_omg" "$OMG_DATA"
   evaluate "$CKPT_ROOT/$row/from_omg"
 done
-"$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=V
+run "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=V

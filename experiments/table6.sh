@@ -30,14 +30,20 @@ for row in "${ROWS[@]}"; do
     # Table V trains the row both ways (table5.sh); the base run is the better on validation.
     [[ -f "$CKPT_ROOT/$base/from_omg/eval_validation/metrics.json" ]] || bash "$(dirname "$0")/table5.sh" "$base"
   else
-    [[ -f "$CKPT_ROOT/$base/best.json" ]] || run_row "$base"
+    has_run "$base" || run_row "$base"
   fi
-  workdir="$("$PYTHON" -c "
+  if [[ "${DRY_RUN:-0}" == "1" ]]; then
+    # Nothing was trained, so there is no base run to choose: the row's own base stands in for it.
+    echo "+ choose_base_run $CKPT_ROOT $row" >&2
+    workdir="$CKPT_ROOT/$base"
+  else
+    workdir="$("$PYTHON" -c "
 import sys
 from omg_cnnrnn import evaluate
 d = evaluate.choose_base_run(sys.argv[1], sys.argv[2], output=sys.argv[3])
 print(f'== {d[\"row\"]}: post-processes {d[\"workdir\"]}, {d[\"reason\"]}', file=sys.stderr)
 print(d['workdir'])" "$CKPT_ROOT" "$row" "$CKPT_ROOT/$row/base_run.json")"
+  fi
   evaluate "$workdir" --tune_postprocess --postprocess_experiment="$row" --output_dir="$CKPT_ROOT/$row/eval_validation"
 done
-"$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=VI
+run "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=VI

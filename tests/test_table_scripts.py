@@ -1,10 +1,14 @@
-"""The table scripts run end to end in smoke mode (2 steps, tiny shapes), and the report they leave parses."""
+"""The table scripts: one runs end to end in smoke mode (2 steps, tiny shapes) and the report it leaves
+parses; every script's commands are checked in dry-run mode (DRY_RUN=1: printed, none run)."""
 
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
+
+import pytest
 
 from omg_cnnrnn import experiments
 
@@ -12,9 +16,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORTED = [n for n in experiments.names() if experiments.get(n).table in ("III", "IV", "V", "VI")]
 
 
-def _smoke(script, tmp_path, *rows):
+def _smoke(script, tmp_path, *rows, dry_run=False):
   env = {**os.environ, "SMOKE": "1", "SMOKE_DIR": str(tmp_path), "PYTHON": sys.executable,
-         "TF_CPP_MIN_LOG_LEVEL": "3"}
+         "TF_CPP_MIN_LOG_LEVEL": "3", "DRY_RUN": "1" if dry_run else "0"}
+  env.pop("DRY_RUN_DONE", None)
   out = subprocess.run(["bash", os.path.join(REPO, "experiments", script), *rows], env=env, capture_output=True,
                        text=True, timeout=1200)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -31,33 +36,78 @@ def _report(root):
   return {r["row"]: r for r in table}
 
 
-def test_table4_script_smoke_mode(tmp_path):
-  out = _smoke("table4.sh", tmp_path)
-  rows = [line for line in out.stdout.splitlines() if line.startswith("| IV |")]
-  assert [r.split("|")[2].strip() for r in rows] == ["table4/cnn_only", "table4/cnn_rnn", "table4/cnn_fc_rnn"]
-  for row in ("cnn_only", "cnn_rnn", "cnn_fc_rnn"):
-    workdir = tmp_path / "checkpoints" / "table4" / row
+def _commands(out):
+  """The commands a dry run printed ('+ ' lines of stderr), each as its argument list."""
+  return [shlex.split(line[2:]) for line in out.stderr.splitlines() if line.startswith("+ ")]
+
+
+def _flags(cmd):
+  return {a.split("=", 1)[0]: a.split("=", 1)[1] for a in cmd if a.startswith("--") and "=" in a}
+
+
+def test_table4_script_pretrains_each_row_then_warm_starts_and_evaluates_it(tmp_path):
+  """Dry run of table4.sh: per row, Aff-Wild pretraining, OMG training from it, validation; then the summary."""
+  out = _smoke("table4.sh", tmp_path, dry_run=True)
+  assert not (tmp_path / "checkpoints").exists()  # nothing ran
+  commands = [c for c in _commands(out) if "data_prep.synthesize" not in c[2] and "data_prep.prepare" not in c[2]]
+  root = tmp_path / "checkpoints"
+  expected = []
+  for row in ("table4/cnn_only", "table4/cnn_rnn", "table4/cnn_fc_rnn"):
+    expected += [("omg_cnnrnn.train", row, str(root / "affwild" / row), str(tmp_path / "data" / "affwild")),
+                 ("omg_cnnrnn.train", row, str(root / row), str(tmp_path / "data" / "omg")),
+                 ("omg_cnnrnn.evaluate", None, str(root / row), str(tmp_path / "data" / "omg"))]
+  got = [(c[2], _flags(c).get("--experiment"), _flags(c)["--workdir"], _flags(c)["--data_dir"])
+         for c in commands[:-1]]
+  assert got == expected
+  for i in range(0, len(commands) - 1, 3):
+    pretrain, omg, evaluate = commands[i:i + 3]
+    assert _flags(pretrain)["--eval_split"] == "" and "--init_from" not in _flags(pretrain)
+    # Pretrained on the (synthetic) Aff-Wild set first, then warm-started from it.
+    assert _flags(omg)["--init_from"] == _flags(pretrain)["--workdir"]
+    assert _flags(omg)["--eval_split"] == "validation"
+    for cmd in (pretrain, omg):
+      assert "--override=train.num_steps=2" in cmd and "--override=data.image_size=32" in cmd
+    assert _flags(evaluate)["--output_dir"] == _flags(omg)["--workdir"] + "/eval_validation"
+    assert _flags(evaluate)["--labels"] == str(tmp_path / "synthetic" / "omg" / "omg_ValidationVideos.csv")
+  assert commands[-1][1:] == ["experiments/summary.py", f"--root={root}", "--table=IV"]
+
+
+@pytest.mark.parametrize("script,table", [("table3.sh", "III"), ("table4.sh", "IV"), ("table5.sh", "V"),
+                                          ("table6.sh", "VI")])
+def test_table_script_dry_run_trains_or_evaluates_every_row_of_its_table(script, table, tmp_path):
+  """Each script's default run reaches every registered row of its table, each row's training once."""
+  out = _smoke(script, tmp_path, dry_run=True)
+  commands = _commands(out)
+  trained = [(_flags(c)["--experiment"], _flags(c)["--workdir"]) for c in commands if c[2:3] == ["omg_cnnrnn.train"]]
+  assert len(trained) == len(set(trained)), "a workdir is trained twice"
+  rows = [n for n in experiments.names() if experiments.get(n).table == table]
+  if table == "VI":  # evaluation only, over each row's base run
+    evaluated = [c for c in commands if c[2:3] == ["omg_cnnrnn.evaluate"]]
+    assert sorted(_flags(c)["--postprocess_experiment"] for c in evaluated
+                  if "--postprocess_experiment" in _flags(c)) == sorted(rows)
+  else:
+    assert set(rows) <= {row for row, _ in trained}
+  assert commands[-1][1:] == ["experiments/summary.py", f"--root={tmp_path / 'checkpoints'}", f"--table={table}"]
+
+
+@pytest.mark.slow
+def test_table6_script_smoke_mode_applies_the_rows_postprocessing(tmp_path):
+  """The one table script run end to end (about 2.5 min): data preparation, Aff-Wild pretraining, OMG training
+  from it, evaluation with post-processing, the report."""
+  out = _smoke("table6.sh", tmp_path, "table6/vgg16_1rnn_post")
+  root = tmp_path / "checkpoints"
+  for row in ("table3/cnn_only", "table3/cnn_1rnn"):  # the base row and the row it starts after
+    workdir = root / row
     with open(workdir / "eval_validation" / "metrics.json") as f:
-      metrics = json.load(f)["validation"]
-    assert set(metrics) >= {"valence_ccc", "arousal_ccc"}
+      assert set(json.load(f)["validation"]) >= {"valence_ccc", "arousal_ccc"}
     # Pretrained on the (synthetic) Aff-Wild set first, then warm-started from it.
     with open(workdir / "init_report.json") as f:
       assert json.load(f)["loaded"]
-    assert (tmp_path / "checkpoints" / "affwild" / "table4" / row / "checkpoints").is_dir()
-  # Every network figure is a number, not '-' (columns: table, row, variant, run, start, steps, paper V/A,
+    assert (root / "affwild" / row / "checkpoints").is_dir()
+  # Its network figures are numbers, not '-' (columns: table, row, variant, run, start, steps, paper V/A,
   # network V/A, post V/A, procedure).
-  assert all(r.split("|")[9].strip() != "-" and r.split("|")[10].strip() != "-" for r in rows)
-  report = _report(tmp_path / "checkpoints")
-  for name in ("table4/cnn_only", "table4/cnn_rnn", "table4/cnn_fc_rnn"):
-    r = report[name]
-    float(r["network_valence"]), float(r["network_arousal"])
-    assert r["start"] in ("paper", "scratch") and r["steps"] == "2" and r["post_valence"] == r["postprocess"] == ""
-  assert report["table4/cnn_rnn"]["paper_valence"] == "44.4000" and report["table3/cnn_rnn"]["network_valence"] == ""
-
-
-def test_table6_script_smoke_mode_applies_the_rows_postprocessing(tmp_path):
-  _smoke("table6.sh", tmp_path, "table6/vgg16_1rnn_post")
-  root = tmp_path / "checkpoints"
+  row, = [line for line in out.stdout.splitlines() if line.startswith("| VI | table6/vgg16_1rnn_post ")]
+  assert row.split("|")[9].strip() != "-" and row.split("|")[10].strip() != "-"
   with open(root / "table6" / "vgg16_1rnn_post" / "eval_validation" / "metrics.json") as f:
     metrics = json.load(f)
   post = metrics["validation_postprocessed"]
@@ -75,6 +125,11 @@ def test_table6_script_smoke_mode_applies_the_rows_postprocessing(tmp_path):
   assert float(r["network_valence"]) == round(100 * metrics["validation_raw"]["valence_ccc"], 4)
   assert report["table6/vgg16_1rnn_released_post"]["variant"] == "released code"
   assert report["table3/cnn_1rnn"]["network_valence"] != "" and report["table3/cnn_only"]["network_valence"] != ""
+  for name in ("table3/cnn_only", "table3/cnn_1rnn"):
+    r = report[name]
+    float(r["network_valence"]), float(r["network_arousal"])
+    assert r["start"] in ("paper", "scratch") and r["steps"] == "2" and r["post_valence"] == r["postprocess"] == ""
+  assert report["table4/cnn_rnn"]["paper_valence"] == "44.4000" and report["table3/cnn_rnn"]["network_valence"] == ""
 
 
 def test_table_scripts_run_every_row_and_mark_the_released_variants():
