@@ -1,4 +1,9 @@
-"""Shared pytest set-up: quiet TensorFlow, deterministic seeds, the shared/ folder."""
+"""Shared pytest set-up: quiet TensorFlow, deterministic seeds, the shared/ folder, tiny models.
+
+Test tiers (pytest.ini): tests marked `slow` (minutes of training, SIGKILL runs of the command
+lines, the end-to-end table script) run in `make test`; `pytest -m "not slow"` (`make test-fast`)
+leaves them out for the edit-test loop.
+"""
 
 import os
 import pathlib
@@ -9,6 +14,35 @@ import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_OMG = REPO.parent / "shared" / "omg"
+
+# Channel multiplier of the VGG-16 backbone in tests that are not about VGG-16 itself: 1/16 of
+# Table I's widths (conv1 4 ... conv5 32 channels), every layer and tap still there, so a step
+# costs milliseconds instead of the full backbone's 15 M parameters (StreamConfig.backbone_width).
+TINY_WIDTH = 0.0625
+
+
+def tiny(config, overrides=None):
+  """`config` (an ExperimentConfig) with every stream's backbone at TINY_WIDTH, then `overrides`.
+
+  Streams given in `overrides["model.streams"]` get TINY_WIDTH too unless they set their own.
+  """
+  from omg_cnnrnn import configs
+
+  overrides = dict(overrides or {})
+  streams = overrides.pop("model.streams", None)
+  if streams is None:
+    streams = [{**s, "backbone_width": TINY_WIDTH} for s in config.to_dict()["model"]["streams"]]
+  else:
+    streams = [{"backbone_width": TINY_WIDTH, **s} for s in streams]
+  return configs.override(config, {"model.streams": streams, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_testing():
+  """The registered `testing` row at TINY_WIDTH: built once per test run, for tests not about VGG-16."""
+  from omg_cnnrnn import experiments
+
+  return tiny(experiments.get("testing"))
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
-from omg_cnnrnn import configs, evaluate, experiments, export, train  # noqa: E402
+from conftest import tiny  # noqa: E402
+from omg_cnnrnn import evaluate, experiments, export, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,9 @@ def data(tmp_path_factory):
 
 
 def _config(**overrides):
+  """The `testing` row with a tiny backbone (these tests are about the loop, not VGG-16)."""
   base = {"train.num_steps": 4, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0}
-  return configs.override(experiments.get("testing"), {**base, **overrides})
+  return tiny(experiments.get("testing"), {**base, **overrides})
 
 
 def _weights(model):
