@@ -81,10 +81,10 @@ def run_model(predictor, utterances: list[dict], feed: int) -> tuple[np.ndarray,
 
 def main(argv):
   del argv
-  from omg_cnnrnn import export, metrics, predict, tflite, train
+  from omg_cnnrnn import export, metrics, predict, tflite, workdir
   from omg_cnnrnn.hardware import matmul_peak
 
-  model, config = train.load_workdir_model(FLAGS.workdir)
+  model, config = workdir.load_workdir_model(FLAGS.workdir)
   utterances = read_split(FLAGS.data_dir, FLAGS.split)
   labels = np.array([u["labels"] for u in utterances])
   with tempfile.TemporaryDirectory() as tmp:

@@ -52,6 +52,7 @@ import tensorflow as tf
 import tf_keras
 
 from omg_cnnrnn import configs, metrics, postprocess
+from omg_cnnrnn import workdir as workdir_lib  # `workdir` is a parameter name here.
 from omg_cnnrnn.data import labels as label_files
 from omg_cnnrnn.data import pipeline
 from omg_cnnrnn.data import records as record_files
@@ -374,8 +375,6 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
   """
   import shutil
 
-  from omg_cnnrnn import train  # Lazy: train imports this module for validation.
-
   if (postprocess_experiment or postprocess_procedure) and not tune_postprocess:
     raise ValueError("postprocess_experiment and postprocess_procedure choose how to tune: they need "
                      "tune_postprocess (a saved choice, postprocess_path, is applied as it is)")
@@ -384,7 +383,7 @@ def evaluate_workdir(workdir: str, data_dir: str, split: str, output_dir: str, l
   # Every input is read before the network runs, so a bad one fails fast and names itself.
   official = label_files.read_omg_labels(labels_csv) if labels_csv else None
   saved_choice = postprocess.load_choice(postprocess_path) if postprocess_path else None
-  model, config = train.load_workdir_model(workdir, which=which)
+  model, config = workdir_lib.load_workdir_model(workdir, which=which)
   settings, source = postprocess_config(config, postprocess_experiment, postprocess_procedure)
   records = predict_split(model, config, data_dir, split)
   unprepared = unprepared_utterances(official, records) if official is not None else pd.DataFrame(

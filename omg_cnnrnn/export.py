@@ -236,11 +236,11 @@ def export_saved_model(model: tf_keras.Model, config: configs.ExperimentConfig, 
 def main(argv):
   from absl import flags
 
-  from omg_cnnrnn import train
+  from omg_cnnrnn import workdir
 
   del argv
   f = flags.FLAGS
-  model, config = train.load_workdir_model(f.workdir, which=f.which)
+  model, config = workdir.load_workdir_model(f.workdir, which=f.which)
   post = os.path.join(f.workdir, "postprocess.json")
   if f.tflite_chunk_frames < 1:
     raise SystemExit(f"export: error: --tflite_chunk_frames={f.tflite_chunk_frames} must be >= 1")

@@ -238,11 +238,11 @@ def _load_tflite(path: str):
 def _load_workdir(path: str, which: str):
   import tensorflow as tf
 
-  from omg_cnnrnn import export, train
+  from omg_cnnrnn import export, workdir
 
   _read_config(path, os.path.join(path, "config.json"))  # Names the file if it is unreadable.
   try:
-    model, config = train.load_workdir_model(path, which)
+    model, config = workdir.load_workdir_model(path, which)
   except FileNotFoundError:
     raise ModelError(path, "no trained weights in the workdir (neither best/ nor checkpoints/)") from None
   except ValueError as e:
