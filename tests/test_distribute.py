@@ -17,6 +17,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
+from conftest import tiny  # noqa: E402
 from omg_cnnrnn import configs, distribute, experiments, losses, train  # noqa: E402
 
 RUNNER = os.path.join(os.path.dirname(__file__), "distributed_run.py")
@@ -29,6 +30,7 @@ def _env(**extra):
   return env
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_single_device_loss_and_gradients(tmp_path):
   out = tmp_path / "mirrored.json"
   proc = subprocess.run([sys.executable, RUNNER, "mirrored", str(out)], env=_env(), capture_output=True,
@@ -84,6 +86,7 @@ def _run_workers(data_dir, workdir, num_steps, out_dir):
   return [dict(np.load(os.path.join(out_dir, f"w{i}.npz"))) for i in range(2)], logs
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_identical_weights_and_resume(tmp_path):
   data = str(tmp_path / "data")
   fake_data.write_split(data, "train", num_videos=3, seed=0)
@@ -154,7 +157,7 @@ def test_train_dataset_shards_are_disjoint_and_cover_the_stream(tmp_path):
                                            ("float32", True)])
 def test_precision_and_xla_switches_train(tmp_path, precision, jit):
   fake_data.write_split(str(tmp_path / "data"), "train", num_videos=2, seed=0)
-  config = configs.override(experiments.get("testing"), {
+  config = tiny(experiments.get("testing"), {
       "train.num_steps": 2, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0})
   try:
     trainer = train.Trainer(config, str(tmp_path / "wd"), str(tmp_path / "data"), eval_split=None,

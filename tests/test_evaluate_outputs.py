@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
-from omg_cnnrnn import configs, evaluate, experiments, metrics, postprocess, train  # noqa: E402
+from conftest import tiny  # noqa: E402
+from omg_cnnrnn import evaluate, experiments, metrics, postprocess, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def run(tmp_path_factory):
   fake_data.write_split(str(root / "records"), "train", num_videos=2, seed=0)
   labels = fake_data.write_split(str(root / "records"), "validation", num_videos=3, seed=1)
   labels.to_csv(root / "labels.csv", index=False)
-  config = configs.override(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
+  config = tiny(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
   train.Trainer(config, str(root / "wd"), str(root / "records"), eval_split=None, log=lambda s: None).train()
   return root, labels
 

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
+from conftest import tiny  # noqa: E402
 from omg_cnnrnn import configs, evaluate, experiments, postprocess, train  # noqa: E402
 
 TABLE6 = [n for n in experiments.names() if experiments.get(n).table == "VI"]
@@ -44,7 +45,7 @@ def workdir(tmp_path_factory):
   fake_data.write_split(str(root / "records"), "train", num_videos=3, seed=0)
   labels = fake_data.write_split(str(root / "records"), "validation", num_videos=4, seed=1)
   labels.to_csv(root / "labels.csv", index=False)
-  config = configs.override(experiments.get("testing"), {"train.eval_every_steps": 0})
+  config = tiny(experiments.get("testing"), {"train.eval_every_steps": 0})
   train.Trainer(config, str(root / "wd"), str(root / "records"), eval_split=None, log=lambda s: None).train()
   return root
 

@@ -15,12 +15,16 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from omg_cnnrnn import configs, experiments, train  # noqa: E402
+
+# Each test starts its command line 4 to 7 times as a subprocess: minutes on 2 cores.
+pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -20,6 +20,10 @@ TINY = {"model.streams": [{"backbone": "vgg16", "fc_units": [16], "fc_dropout": 
         "train.log_every_steps": 1000, "train.checkpoint_every_steps": 1000, "train.eval_every_steps": 0}
 
 
+# Two 400-step runs: minutes on 2 cores.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trend(tmp_path_factory):
   root = tmp_path_factory.mktemp("trend")

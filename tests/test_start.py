@@ -7,6 +7,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
+from conftest import tiny as tiny_backbone  # noqa: E402
 from omg_cnnrnn import configs, experiments, start, train  # noqa: E402
 
 
@@ -78,14 +79,14 @@ def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
   fake_data.write_split(data, "train", num_videos=4, seed=0)
   tiny = {"train.num_steps": 3, "train.checkpoint_every_steps": 3, "train.eval_every_steps": 0,
           "data.batch_size": 4}
-  first = configs.override(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
   train.Trainer(first, str(tmp_path / "runs" / "first"), data, eval_split=None, log=lambda s: None).train()
   # A second row registered to start after the first (resolved by name under the same root),
   # with wider GRUs: its GRUs and output start fresh, the convolutions and FC1 load.
   second = configs.override(experiments.get("testing"), {"init.after": ["first"], "model.rnn_units": 6})
   resolved = start.resolve(second, str(tmp_path / "runs" / "second"))
   assert resolved.sources == (str(tmp_path / "runs" / "first"),) and resolved.kind == "scratch"
-  config = configs.override(start.apply(second, resolved), tiny)
+  config = tiny_backbone(start.apply(second, resolved), tiny)
   trainer = train.Trainer(config, str(tmp_path / "runs" / "second"), data, eval_split=None,
                           init_from=resolved.sources, log=lambda s: None)
   with open(tmp_path / "runs" / "second" / "config.json") as f:
@@ -125,14 +126,14 @@ def test_loaded_layers_ramp_up_after_the_freeze(tmp_path):
   fake_data.write_split(data, "train", num_videos=4, seed=0)
   tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
           "data.batch_size": 4, "train.warmup_steps": 0}
-  first = configs.override(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
   train.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
   moves = {}
   for ramp in (0, 4):
-    config = configs.override(start.apply(experiments.get("testing"), start.Start("scratch", (), ())),
-                              {**tiny, "train.freeze_loaded_steps": 2, "train.num_steps": 3,
-                               "train.loaded_lr_scale": 1.0, "train.fresh_lr_scale": 1.0,
-                               "train.loaded_warmup_steps": ramp, "model.rnn_units": 6})
+    config = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())),
+                           {**tiny, "train.freeze_loaded_steps": 2, "train.num_steps": 3,
+                            "train.loaded_lr_scale": 1.0, "train.fresh_lr_scale": 1.0,
+                            "train.loaded_warmup_steps": ramp, "model.rnn_units": 6})
     trainer = train.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None, deterministic=True,
                             init_from=(str(tmp_path / "first"),), log=lambda s: None)
     kernel = trainer.model.get_layer("vgg16").get_layer("conv1_1").kernel
