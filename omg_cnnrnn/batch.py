@@ -43,6 +43,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from omg_cnnrnn import faces, predict
+from omg_cnnrnn.data import records as record_files
 
 INDEX_COLUMNS = ("video", "output_dir", "frames", "faces_found", "valence_mean", "valence_sd", "arousal_mean",
                  "arousal_sd", "seconds", "status")
@@ -145,9 +146,8 @@ def _row(video: str, folder: str, summary: dict | None, status: str) -> dict:
 
 def write_index(rows: list[dict], path: str) -> None:
   table = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-  tmp = path + ".tmp"
-  table.to_csv(tmp, index=False, float_format="%.6g")
-  os.replace(tmp, path)
+  with record_files.atomic_output(path) as tmp:
+    table.to_csv(tmp, index=False, float_format="%.6g")
 
 
 _END = object()

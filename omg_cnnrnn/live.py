@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from omg_cnnrnn import faces, metrics, predict
+from omg_cnnrnn.data import records as record_files
 
 
 def is_live_source(text: str) -> bool:
@@ -215,9 +216,6 @@ def run_live(predictor: predict.Predictor, source, output_dir: str, *,
       "value_ranges": {dim: list(r) for dim, r in zip(metrics.DIMENSIONS, predictor.ranges)},
       "face_config": dataclasses.asdict(face_config), "outputs": {"frames": frames_csv},
   }
-  tmp = os.path.join(output_dir, "summary.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=2, default=float)
-    f.write("\n")
-  os.replace(tmp, os.path.join(output_dir, "summary.json"))
+  record_files.write_atomic(os.path.join(output_dir, "summary.json"),
+                            json.dumps(summary, indent=2, default=float) + "\n")
   return summary

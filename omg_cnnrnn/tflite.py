@@ -31,6 +31,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from omg_cnnrnn.data import records as record_files
+
 FLOAT32_FILE = "model_float32.tflite"
 DYNAMIC_RANGE_FILE = "model_dynamic_range.tflite"
 FILES = (FLOAT32_FILE, DYNAMIC_RANGE_FILE)
@@ -73,9 +75,7 @@ def write_files(module, folder: str, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -
   paths = []
   for name, quantize in ((FLOAT32_FILE, False), (DYNAMIC_RANGE_FILE, True)):
     path = os.path.join(folder, name)
-    with open(path + ".tmp", "wb") as f:
-      f.write(convert(module, chunk_frames, quantize))
-    os.replace(path + ".tmp", path)
+    record_files.write_atomic(path, convert(module, chunk_frames, quantize))
     paths.append(path)
   return paths
 

@@ -44,6 +44,7 @@ from omg_cnnrnn import start as start_lib
 from omg_cnnrnn.workdir import BEST_DIR, best_weights_prefix, load_workdir_model  # noqa: F401 (re-exported)
 from omg_cnnrnn.models.cnn_rnn import copy_matching_weights, named_layers
 from omg_cnnrnn.data import pipeline
+from omg_cnnrnn.data import records as record_files
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -244,9 +245,7 @@ class Trainer:
     report_path = os.path.join(workdir, "init_report.json")
     if not latest and init_from:
       report = warm_start(self.model, config.model, init_from, config.data.image_size)
-      with open(report_path + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-      os.replace(report_path + ".tmp", report_path)
+      record_files.write_atomic(report_path, json.dumps(report, indent=2))
       self.log(f"warm start from {list(init_from)}: {len(report['loaded'])} layers loaded, "
                f"{len(report['fresh'])} fresh: {report['fresh']}")
     # What a warm start loaded and left fresh (a resumed run reads it from its init_report.json):
@@ -291,10 +290,7 @@ class Trainer:
         raise ValueError(f"{path} holds a different config than this run's ({saved.name} vs {self.config.name}, "
                          "or different overrides); use a new --workdir or the same settings to resume")
       return
-    tmp = f"{path}.{os.getpid()}.tmp"  # Workers of one run may write it at the same time.
-    with open(tmp, "w") as f:
-      f.write(self.config.to_json())
-    os.replace(tmp, path)
+    record_files.write_atomic(path, self.config.to_json())  # Unique temp: workers may write it at once.
 
   def loss_and_gradients(self, inputs, labels, training: bool = True):
     """One replica's loss (over the GLOBAL batch) and its share of the gradients.
@@ -403,9 +399,7 @@ class Trainer:
         if best is None or score > best["score"]:
           best = {"step": step, "score": score, **last}
           best["weights"] = os.path.basename(self._save_best())
-          with open(self.best_path + ".tmp", "w") as f:
-            json.dump(best, f, indent=2)
-          os.replace(self.best_path + ".tmp", self.best_path)
+          record_files.write_atomic(self.best_path, json.dumps(best, indent=2))
       if stop_after is not None and done_here >= stop_after:
         break
     for w in self.writers.values():

@@ -169,3 +169,20 @@ def test_writes_are_atomic(tmp_path):
   umask = os.umask(0)
   os.umask(umask)
   assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_atomic_output_keeps_the_old_file_on_error_and_leaves_no_temporary(tmp_path):
+  path = str(tmp_path / "sub" / "table.csv")
+  records.write_atomic(path, "old\n")
+  with pytest.raises(RuntimeError):
+    with records.atomic_output(path) as tmp:
+      with open(tmp, "w") as f:
+        f.write("half")
+      raise RuntimeError("killed mid-write")
+  assert open(path).read() == "old\n"
+  with records.atomic_output(path) as tmp:
+    assert tmp != path and os.path.dirname(tmp) == os.path.dirname(path)
+    with open(tmp, "w") as f:
+      f.write("new\n")
+  assert open(path).read() == "new\n"
+  assert os.listdir(os.path.dirname(path)) == ["table.csv"]

@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import re
+import contextlib
 import tempfile
 from typing import Iterator
 
@@ -76,17 +77,30 @@ def _commit(tmp: str, path: str) -> None:
   os.replace(tmp, path)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-  """Writes `data` to `path` atomically (unique temp file, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+  """Yields a temporary path beside `path`; on success it becomes `path` (fsync, rename).
+
+  The one way this project writes a file it must not leave half-written: the temp file has a
+  unique name (two writers of one path never share one), the folder is created, and on any
+  error (or a kill, until the rename) `path` keeps its old content and the temp file is removed.
+  For writers that want a path (`DataFrame.to_csv`, `savefig(format=...)`); `write_atomic`
+  for bytes or text already in memory.
+  """
   tmp = _temporary(path)
   try:
-    with open(tmp, "wb") as f:
-      f.write(data)
+    yield tmp
     _commit(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_atomic(path: str, data: bytes | str) -> None:
+  """Writes `data` (bytes, or text as UTF-8) to `path` atomically (`atomic_output`)."""
+  with atomic_output(path) as tmp, open(tmp, "wb") as f:
+    f.write(data.encode() if isinstance(data, str) else data)
 
 
 def write_records(path: str, serialized) -> None:
