@@ -632,17 +632,18 @@ def utterance_table(frames: pd.DataFrame, segments: pd.DataFrame, fps: float,
                     choice: postprocess.PostprocessChoice, ranges=None) -> pd.DataFrame:
   """Per-segment values from the per-frame table (columns of `utterances.csv`).
 
-  A segment `[start, end)` holds the frames `ceil(start fps) <= frame < ceil(end fps)`,
-  the frames data preparation cuts for it (`faces.time_to_frame`). `valence`/`arousal` are
+  A segment `[start, end)` holds the frames shown at or after `start` and before `end`, by
+  each frame's decoded `time` (`faces.at_or_after`), the frames data preparation cuts for it;
+  for a constant-rate video that is `ceil(start fps) <= frame < ceil(end fps)`, and a
+  variable-rate one is cut at the same frames as `prepare_omg` cuts it. `valence`/`arousal` are
   the network's (raw); the `_post` values are clipped to `ranges` (None: not clipped).
   """
-  index = frames["frame"].to_numpy()
+  times = frames["time"].to_numpy(np.float64)
   found = frames["face_found"].to_numpy() > 0
   values = frames[list(metrics.DIMENSIONS)].to_numpy(np.float64)
   records, rows = [], []
   for seg in segments.itertuples(index=False):
-    first, stop = faces.time_to_frame(seg.start, fps), faces.time_to_frame(seg.end, fps)
-    inside = (index >= first) & (index < stop)
+    inside = faces.at_or_after(times, seg.start, fps) & ~faces.at_or_after(times, seg.end, fps)
     p, m = values[inside], found[inside]
     raw = metrics.utterance_value(p, m, choice.aggregate) if len(p) else np.full(2, np.nan)
     records.append({"video": seg.video, "utterance": seg.utterance, "frame_predictions": p.reshape(-1, 2),

@@ -358,6 +358,11 @@ def test_utterance_names_default_and_values_come_from_the_frames_in_range(tmp_pa
   # [0, 1.5) s at 2 fps: frames 0-2, two with a face; [1.5, 3): frames 3-5, one.
   np.testing.assert_allclose(out[["valence", "arousal"]].to_numpy(np.float64), [[0.2, 0.2], [0.5, 0.4]])
   assert list(out["frames"]) == [3, 3] and list(out["faces_found"]) == [2, 1]
+  # A variable-rate clip: segments take the frames by their decoded times, as data prep cuts
+  # them, not by index / fps (frames 0-2 at 0, 0.25, 0.5 s, then 1.5, 2.5, 3.5 s).
+  vfr = table.assign(time=[0.0, 0.25, 0.5, 1.5, 2.5, 3.5])
+  by_time = predict.utterance_table(vfr, segments, fps=2.0, choice=choice)
+  assert list(by_time["frames"]) == [3, 2] and list(by_time["faces_found"]) == [2, 1]
   # No filter, no smoothing: post = raw.
   np.testing.assert_allclose(out[["valence_post", "arousal_post"]].to_numpy(np.float64),
                              out[["valence", "arousal"]].to_numpy(np.float64))
