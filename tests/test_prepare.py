@@ -254,6 +254,7 @@ def test_whole_video_layout_cuts_utterances_by_time(synth, tmp_path):
     assert whole[key]["timestamp"][0] == pytest.approx(start, abs=0.11) and u["timestamp"][0] == 0
 
 
+@pytest.mark.slow  # worker or command-line subprocesses: half a minute or more on 2 cores
 def test_command_line_with_workers_matches_in_process(synth, tmp_path):
   csv = synth / "omg" / "omg_ValidationVideos.csv"
   _prepare(csv, synth / "omg" / "videos", tmp_path / "inproc", output_shards=2)
@@ -391,6 +392,7 @@ def test_manifest_is_updated_as_items_finish(synth, tmp_path, monkeypatch):
     assert statuses.count("ok") == k and statuses.count("pending") == n - k
 
 
+@pytest.mark.slow  # worker or command-line subprocesses: half a minute or more on 2 cores
 def test_a_dead_worker_costs_a_retry_then_a_reported_item(synth, tmp_path, monkeypatch):
   import crash_detector
 

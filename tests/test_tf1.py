@@ -214,6 +214,7 @@ def _start_cli(*args):
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow  # worker or command-line subprocesses: half a minute or more on 2 cores
 def test_command_writes_checkpoint_savedmodel_and_init_from_source_and_refuses_a_broken_checkpoint(
     released, tmp_path):
   name = "affwildnet_vggface_gru"
