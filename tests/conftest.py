@@ -37,14 +37,6 @@ def tiny(config, overrides=None):
   return configs.override(config, {"model.streams": streams, **overrides})
 
 
-@pytest.fixture(scope="session")
-def tiny_testing():
-  """The registered `testing` row at TINY_WIDTH: built once per test run, for tests not about VGG-16."""
-  from omg_cnnrnn import experiments
-
-  return tiny(experiments.get("testing"))
-
-
 @pytest.fixture
 def omg_labels_dir():
   """The real OMG-Emotion label files beside the checkout; skips where they are absent."""
