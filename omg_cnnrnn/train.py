@@ -41,7 +41,7 @@ import tf_keras
 
 from omg_cnnrnn import configs, distribute, losses, models
 from omg_cnnrnn import start as start_lib
-from omg_cnnrnn.workdir import BEST_DIR, best_weights_prefix, load_workdir_model  # noqa: F401 (re-exported)
+from omg_cnnrnn.workdir import BEST_DIR, best_weights_prefix
 from omg_cnnrnn.models.cnn_rnn import copy_matching_weights, named_layers
 from omg_cnnrnn.data import pipeline
 from omg_cnnrnn.data import records as record_files

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from omg_cnnrnn import configs, experiments, train  # noqa: E402
+from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 # Each test starts its command line 4 to 7 times as a subprocess: minutes on 2 cores.
 pytestmark = pytest.mark.slow
@@ -144,8 +145,8 @@ def test_train_killed_at_several_points_resumes_to_the_uninterrupted_weights(tmp
   assert landed[0] and landed[2], landed  # the second lands if the poll sees the write
   _run(_train_cmd(killed, data))  # finishes the run
   for which in ("latest", "best"):
-    a, _ = train.load_workdir_model(whole, which=which)
-    b, _ = train.load_workdir_model(killed, which=which)
+    a, _ = workdir_lib.load_workdir_model(whole, which=which)
+    b, _ = workdir_lib.load_workdir_model(killed, which=which)
     assert len(a.weights) == len(b.weights)
     for x, y in zip(a.weights, b.weights):
       np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=f"{which} {x.name}")

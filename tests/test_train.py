@@ -14,6 +14,7 @@ import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
 from omg_cnnrnn import evaluate, experiments, export, train  # noqa: E402
+from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   trainer = train.Trainer(_config(**{"train.eval_every_steps": 2}), workdir, str(data / "records"),
                           log=lambda s: None)
   result = trainer.train()
-  assert result["end_step"] == 4 and os.path.exists(train.best_weights_prefix(workdir) + ".index")
+  assert result["end_step"] == 4 and os.path.exists(workdir_lib.best_weights_prefix(workdir) + ".index")
   assert os.path.exists(os.path.join(workdir, "config.json"))
   assert os.listdir(os.path.join(workdir, "tensorboard", "train"))
 
@@ -122,7 +123,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   assert len(frames) == int(round(((labels["end"] - labels["start"]) * 10).sum()))
   assert os.path.exists(os.path.join(workdir, "postprocess.json"))
 
-  model, config = train.load_workdir_model(workdir)
+  model, config = workdir_lib.load_workdir_model(workdir)
   path = export.export_saved_model(model, config, str(tmp_path / "sm"),
                                    postprocess_path=os.path.join(workdir, "postprocess.json"))
   loaded = tf.saved_model.load(path)
@@ -176,10 +177,10 @@ def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp
     np.testing.assert_array_equal(a, b)
   with open(tmp_path / "dst" / "init_report.json") as f:
     assert json.load(f)["sources"][0]["checkpoint"].endswith(os.path.join("best", "model-2"))
-  best_model, _ = train.load_workdir_model(workdir, which="best")
+  best_model, _ = workdir_lib.load_workdir_model(workdir, which="best")
   for a, b in zip(_weights(best_model), at_eval[4]):
     np.testing.assert_array_equal(a, b)
-  latest_model, _ = train.load_workdir_model(workdir, which="latest")
+  latest_model, _ = workdir_lib.load_workdir_model(workdir, which="latest")
   for a, b in zip(_weights(latest_model), at_eval[6]):
     np.testing.assert_array_equal(a, b)
 
@@ -192,9 +193,9 @@ def test_best_weights_of_an_earlier_layout_are_still_read(data, tmp_path):
   want = _weights(trainer.model)
   tf.train.Checkpoint(model=trainer.model).write(os.path.join(workdir, "best", "model"))
   trainer.train()
-  assert train.best_weights_prefix(workdir) == os.path.join(workdir, "best", "model")
-  model, _ = train.load_workdir_model(workdir)
+  assert workdir_lib.best_weights_prefix(workdir) == os.path.join(workdir, "best", "model")
+  model, _ = workdir_lib.load_workdir_model(workdir)
   for a, b in zip(_weights(model), want):
     np.testing.assert_array_equal(a, b)
   with pytest.raises(ValueError, match="which='newest'"):
-    train.load_workdir_model(workdir, which="newest")
+    workdir_lib.load_workdir_model(workdir, which="newest")
