@@ -1,7 +1,7 @@
 r"""Which features let the paper's GRU stack read motion? A probe on frozen features.
 
-Freezes what a trained workdir's network computes per frame (its VGG-16 taps, e.g. `fc1` or
-`pool5`), the same taps of a freshly initialised network, or the frames themselves
+Freezes what a trained workdir's network computes per frame (its VGG-16 taps: `pool3`,
+`pool4`, `pool5`, `fc1`), the same taps of a freshly initialised network, or the frames themselves
 (`pixels`, resized to 16x16), and trains only the paper's RNN subnet on them (2 GRU layers
 of `model.rnn_units`, dropout `model.rnn_dropout` between them, TF1 gate biases, a linear
 output; Adam at 1e-3, the paper's batch of 4 sequences, the sequence-mean CCC loss) on
@@ -35,7 +35,9 @@ from omg_cnnrnn import workdir as workdir_lib
 from omg_cnnrnn.data import pipeline
 from omg_cnnrnn.models import cnn_rnn
 
-FEATURES = ("pixels", "fc1", "pool5", "random_fc1", "random_pool5")
+FEATURES = ("pixels", "pool3", "pool4", "pool5", "fc1", "random_pool5", "random_fc1")
+# Taps inside the VGG-16 backbone (its layer names), read from a sub-model.
+_INNER = ("pool3", "pool4")
 
 
 def extract(workdir: str, data_dir: str, names: list[str]) -> dict:
@@ -43,6 +45,9 @@ def extract(workdir: str, data_dir: str, names: list[str]) -> dict:
   model, config = workdir_lib.load_workdir_model(workdir)
   size = config.data.image_size
   taps = cnn_rnn.feature_taps(model)
+  backbone = model.get_layer("vgg16")
+  inner = [n for n in names if n in _INNER]
+  inner_taps = tf_keras.Model(backbone.input, [backbone.get_layer(n).output for n in inner]) if inner else None
   fresh = models.build_model(config.model, image_size=size)
   random_taps = cnn_rnn.feature_taps(fresh)
   data = configs.override(config, {"data.sequence_length": 32, "data.batch_size": 8}).data
@@ -57,6 +62,8 @@ def extract(workdir: str, data_dir: str, names: list[str]) -> dict:
       values = {}
       if "pixels" in names:
         values["pixels"] = tf.image.resize(frames, (16, 16), antialias=True)
+      if inner_taps is not None:
+        values.update(zip(inner, inner_taps(frames, training=False)))
       if any(n in ("fc1", "pool5") for n in names):
         values.update({k: v for k, v in taps(frames, training=False).items() if k in names})
       if any(n.startswith("random_") for n in names):
