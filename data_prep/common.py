@@ -327,7 +327,7 @@ def process_item(item: Item, output_dir: str, settings: Settings, detector=None,
     return fail(f"not a video: a {image} still image")
   # Crops are JPEG-encoded as they come and spooled to disk; only the per-frame scalars
   # stay in memory, so a worker's memory does not grow with the video's length.
-  spool = _temporary_beside(record_path, ".jpegs")
+  spool = records.temporary_beside(record_path, ".jpegs")
   try:
     try:
       info = faces.probe_video(item.source)
@@ -405,16 +405,6 @@ def _spool_faces(item: Item, config: faces.FaceConfig, detector, spool: str, jpe
 # A record is written as `features.serialize` would write it, but with the crops read from
 # the spool file in pieces: the bytes are the same (a test checks), the memory is not.
 _SPOOL_READ_BYTES = 1 << 20
-
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
-# mkstemp makes owner-only files; prepared data is shared like any other output.
-_FILE_MODE = 0o666 & ~_umask()
 
 
 def _varint(value: int) -> bytes:
@@ -522,15 +512,6 @@ def serialized_chunks(context: bytes, bodies: dict, jpeg_sizes, jpegs):
         at, n = at + take, n - take
 
 
-def _temporary_beside(path: str, tag: str = "") -> str:
-  """A fresh `.<name><tag>.<random>.tmp` beside `path` (swept at the start of a single job)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{tag}.", suffix=".tmp", dir=directory)
-  os.close(fd)
-  return tmp
-
-
 # TFRecord framing, written here piece by piece so that assembling a shard never holds a
 # whole record (a 15-minute video's is ~150 MB): per record, its length (uint64 LE), the
 # masked CRC-32C of the length, the data, the masked CRC-32C of the data. A test checks the
@@ -627,30 +608,20 @@ def write_tfrecord_file(path: str, sources) -> None:
       are copied in 1 MiB pieces, never read whole; the result is byte for byte what
       `tf.io.TFRecordWriter` writes for the same records.
   """
-  tmp = _temporary_beside(path)
-  try:
-    with open(tmp, "wb") as out:
-      for source, crc in sources:
-        size = os.path.getsize(source)
-        crc = _file_crc(source) if crc is None else int(crc)
-        header = struct.pack("<Q", size)
-        out.write(header + _masked(_crc_of(header)))
-        copied = 0
-        with open(source, "rb") as f:
-          for piece in iter(lambda: f.read(_SPOOL_READ_BYTES), b""):
-            out.write(piece)
-            copied += len(piece)
-        if copied != size:
-          raise OSError(f"{source}: changed while it was copied into {path}")
-        out.write(_masked(crc))
-      out.flush()
-      os.fsync(out.fileno())
-    os.chmod(tmp, _FILE_MODE)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with records.atomic_output(path) as tmp, open(tmp, "wb") as out:
+    for source, crc in sources:
+      size = os.path.getsize(source)
+      crc = _file_crc(source) if crc is None else int(crc)
+      header = struct.pack("<Q", size)
+      out.write(header + _masked(_crc_of(header)))
+      copied = 0
+      with open(source, "rb") as f:
+        for piece in iter(lambda: f.read(_SPOOL_READ_BYTES), b""):
+          out.write(piece)
+          copied += len(piece)
+      if copied != size:
+        raise OSError(f"{source}: changed while it was copied into {path}")
+      out.write(_masked(crc))
 
 
 def write_record_streaming(path: str, parts: tuple[bytes, dict], jpeg_sizes, spool: str) -> tuple[int, str, int]:
@@ -659,7 +630,6 @@ def write_record_streaming(path: str, parts: tuple[bytes, dict], jpeg_sizes, spo
   Returns:
     (bytes written, their sha1, their CRC-32C: what the shard's TFRecord framing needs).
   """
-  tmp = _temporary_beside(path)
   digest, crc, size = hashlib.sha1(), Crc32c(), 0
   buffer = bytearray()
 
@@ -671,21 +641,12 @@ def write_record_streaming(path: str, parts: tuple[bytes, dict], jpeg_sizes, spo
     size += len(buffer)
     buffer.clear()
 
-  try:
-    with open(spool, "rb") as src, open(tmp, "wb") as out:
-      for chunk in serialized_chunks(*parts, jpeg_sizes, iter(lambda: src.read(_SPOOL_READ_BYTES), b"")):
-        buffer += chunk
-        if len(buffer) >= _SPOOL_READ_BYTES:
-          flush(out)
-      flush(out)
-      out.flush()
-      os.fsync(out.fileno())  # before the rename: a crash must not leave the name on an empty file
-    os.chmod(tmp, _FILE_MODE)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with records.atomic_output(path) as tmp, open(spool, "rb") as src, open(tmp, "wb") as out:
+    for chunk in serialized_chunks(*parts, jpeg_sizes, iter(lambda: src.read(_SPOOL_READ_BYTES), b"")):
+      buffer += chunk
+      if len(buffer) >= _SPOOL_READ_BYTES:
+        flush(out)
+    flush(out)
   return size, digest.hexdigest(), crc.value()
 
 

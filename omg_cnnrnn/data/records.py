@@ -58,10 +58,11 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def _temporary(path: str) -> str:
+def temporary_beside(path: str, tag: str = "") -> str:
+  """A fresh `.<name><tag>.<random>.tmp` beside `path` (creates the folder; the mode of any output)."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{tag}.", suffix=".tmp", dir=directory)
   os.close(fd)
   os.chmod(tmp, _FILE_MODE)
   return tmp
@@ -87,7 +88,7 @@ def atomic_output(path: str) -> Iterator[str]:
   For writers that want a path (`DataFrame.to_csv`, `savefig(format=...)`); `write_atomic`
   for bytes or text already in memory.
   """
-  tmp = _temporary(path)
+  tmp = temporary_beside(path)
   try:
     yield tmp
     _commit(tmp, path)
@@ -110,7 +111,7 @@ def write_records(path: str, serialized) -> None:
     path: the target file.
     serialized: iterable of record bytes, written in order.
   """
-  tmp = _temporary(path)
+  tmp = temporary_beside(path)
   try:
     with tf.io.TFRecordWriter(tmp) as writer:
       for record in serialized:
