@@ -277,8 +277,7 @@ def choose_base_run(root: str, row: str, split: str = "validation", output: str 
   decision = {"row": row, "base_experiment": base, "run": run, "workdir": workdir, "scores": scores,
               "reason": reason}
   if output:
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    record_files.write_atomic(output, json.dumps(decision, indent=2).encode())
+    record_files.write_atomic(output, json.dumps(decision, indent=2))  # Creates the folder.
   return decision
 
 

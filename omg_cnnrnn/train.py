@@ -264,7 +264,8 @@ class Trainer:
     # (variable, rate multiplier, whether it was loaded): loaded layers also ramp up from 0 over
     # `loaded_warmup_steps` after the freeze (`_step_fn`).
     self._update_scales = []
-    ramp = tc.loaded_warmup_steps > 0 and tc.freeze_loaded_steps > 0
+    self._ramp_loaded = tc.loaded_warmup_steps > 0 and tc.freeze_loaded_steps > 0
+    ramp = self._ramp_loaded
     if (tc.fresh_lr_scale != 1.0 or tc.loaded_lr_scale != 1.0 or ramp) and report["loaded"]:
       scale = {**{p: tc.fresh_lr_scale for p in report["fresh"]}, **{p: tc.loaded_lr_scale for p in report["loaded"]}}
       loaded_paths = set(report["loaded"])
@@ -327,7 +328,7 @@ class Trainer:
     # (Adam's update does not scale with the gradient, so scaling gradients would not).
     tc = self.config.train
     ramp = tf.constant(1.0)
-    if tc.loaded_warmup_steps > 0 and tc.freeze_loaded_steps > 0:
+    if self._ramp_loaded:
       thawed_for = tf.cast(self.step - tc.freeze_loaded_steps + 1, tf.float32)
       ramp = tf.clip_by_value(thawed_for / tc.loaded_warmup_steps, 0.0, 1.0)
     for (v, scale, loaded), b in zip(self._update_scales, before):
