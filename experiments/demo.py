@@ -15,11 +15,13 @@
    Table VI post-processing, exports the SavedModel and prints the results with the time
    taken and the dense matmul rate of this machine.
 
-Both runs are resolved exactly as `python -m omg_cnnrnn.train` resolves them (no paper
-weights here, so the start is "scratch" and the row's `ScratchRecipe` applies). CPU
-reductions, printed too: 32x32 crops (paper 96), 8-frame sequences (paper 80; the synthetic
-utterances are 1.5-2.5 s at 10 fps) and a few hundred steps; the batch sizes are the
-paper's (80 frames, 4 sequences). The paper pretrains on Aff-Wild first; the demo skips
+Both runs are the rows' registered CPU-size variant (`table3/cnn_only:cpu`,
+`table3/cnn_rnn:cpu`; `omg_cnnrnn.experiments.VARIANTS`), resolved exactly as
+`python -m omg_cnnrnn.train --experiment=<row>:cpu` resolves them (no paper weights here, so
+the start is "scratch" and the row's `ScratchRecipe` applies). The variant's reductions,
+printed too: 32x32 crops (paper 96), 8-frame sequences (paper 80; the synthetic utterances
+are 1.5-2.5 s at 10 fps) and a few hundred steps; the batch sizes are the paper's (80
+frames, 4 sequences). The paper pretrains on Aff-Wild first; the demo skips
 that step to fit its time (the table scripts run it).
 
 Leaves in `--demo_dir`: metrics.json (naming the row), predictions_validation.csv,
@@ -42,14 +44,11 @@ from absl import app, flags, logging  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("demo_dir", "checkpoints/demo", "Where everything goes.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic set and of training.")
-flags.DEFINE_integer("image_size", 32, "Face-crop size fed to the networks (paper: 96).")
-flags.DEFINE_integer("sequence_length", 8, "Frames per training sequence of the CNN-RNN (paper: 80).")
-flags.DEFINE_integer("cnn_steps", 130, "Training steps of the CNN-only stage (80 frames each).")
-flags.DEFINE_integer("rnn_steps", 60, "Training steps of the CNN-RNN (4 sequences each).")
 flags.DEFINE_integer("num_workers", 2, "Data-preparation worker processes.")
 flags.DEFINE_bool("fresh", False, "Delete the demo directory first (otherwise finished steps are reused).")
 
 CNN_ONLY, CNN_RNN = "table3/cnn_only", "table3/cnn_rnn"
+VARIANT = "cpu"  # The rows at CPU size (`omg_cnnrnn.experiments.VARIANTS`): crops, sequences, steps.
 
 
 def step(title: str):
@@ -74,18 +73,21 @@ def main(argv):
   records = os.path.join(demo, "records", "omg")
   py = sys.executable
   timings = {}
+  from omg_cnnrnn import experiments  # No TensorFlow: the registry only.
+
+  image_size = experiments.get(f"{CNN_RNN}:{VARIANT}").data.image_size
 
   t = step("1/5 synthesize the embedded dataset (data_prep.synthesize)")
   if not os.path.exists(os.path.join(synth, "omg", "omg_ValidationVideos.csv")):
     run([py, "-m", "data_prep.synthesize", f"--output_dir={synth}", f"--seed={FLAGS.seed}", "--omg_only"])
   timings["synthesize"] = time.time() - t
 
-  t = step(f"2/5 prepare: MTCNN detection, tracking, {FLAGS.image_size}x{FLAGS.image_size} crops, TFRecords "
+  t = step(f"2/5 prepare: MTCNN detection, tracking, {image_size}x{image_size} crops, TFRecords "
            "(data_prep.prepare_omg)")
   for split in ("Train", "Validation"):
     run([py, "-m", "data_prep.prepare_omg", f"--labels={synth}/omg/omg_{split}Videos.csv",
          f"--videos={synth}/omg/videos", f"--output_dir={records}", f"--num_workers={FLAGS.num_workers}",
-         f"--crop_size={FLAGS.image_size}"])
+         f"--crop_size={image_size}"])
   timings["prepare"] = time.time() - t
 
   # TensorFlow is imported only now, so the data steps above start fast in their own processes.
@@ -95,19 +97,17 @@ def main(argv):
 
   peak = matmul_peak(2048)
   print(f"\nthis machine: dense float32 matmul {peak:.0f} GFLOP/s (2048^2)")
-  common = [f"data.image_size={FLAGS.image_size}", "train.log_every_steps=25", "train.checkpoint_every_steps=50"]
   runs = os.path.join(demo, "runs")
-  stages = ((CNN_ONLY, FLAGS.cnn_steps, []), (CNN_RNN, FLAGS.rnn_steps, [f"data.sequence_length={FLAGS.sequence_length}"]))
   configs, results = {}, {}
-  for number, (row, steps, extra) in enumerate(stages, start=3):
+  for number, row in enumerate((CNN_ONLY, CNN_RNN), start=3):
     workdir = os.path.join(runs, row)
     # Validated twice; evaluation uses the better of the two (the paper reports the best CCC on
     # validation too, so these figures are selected on the split they are measured on).
-    overrides = common + extra + [f"train.num_steps={steps}", f"train.eval_every_steps={max(1, steps // 2)}"]
-    config, resolved = train.resolve_run(row, workdir, overrides)
-    t = step(f"{number}/5 train {row} (Table {config.table} '{config.row}'), {steps} steps")
+    config, resolved = train.resolve_run(f"{row}:{VARIANT}", workdir)
+    t = step(f"{number}/5 train {row} (Table {config.table} '{config.row}'), {config.train.num_steps} steps")
     print(resolved.describe())
-    print("CPU reductions: " + ", ".join(overrides) + f" (paper: 96x96, batch {config.data.batch_size} x "
+    print("CPU reductions: " + ", ".join(experiments.variant_overrides(f"{row}:{VARIANT}"))
+          + f" (paper: 96x96, batch {config.data.batch_size} x "
           f"{80 if config.model.has_rnn else 1} frames, tens of thousands of steps, from AffWildNet)")
     trainer = train.Trainer(config, workdir, records, seed=FLAGS.seed, eval_split="validation",
                             init_from=resolved.sources)

@@ -4,7 +4,8 @@
 #   table5/vgg_fc_rnn_resnet_fc_rnn      44.1  / 27.3    VGG-16-FC-RNN + ResNet-50-FC-RNN + output
 #   table5/vgg_fc_rnn_resnet_rnn_fc      45.3  / 25.07   ... + ResNet-50-RNN + FC 64 + output
 #   table5/vgg_fc_rnn_resnet_fc_rnn_fc   45    / 24.5    ... + ResNet-50-FC-RNN + FC 64 + output
-# Each fused row is trained the paper's two ways (Sec. III-C), from the single networks' weights:
+# Each fused row is trained the paper's two ways (Sec. III-C), from the single networks' weights, as its
+# experiment registers them (init.ways; its branch rows are init.after):
 #   (a) <row>/from_affwild: both branches from their Aff-Wild-pretrained single networks;
 #   (b) <row>/from_omg:     both branches from the best single networks trained on OMG (Tables III, IV).
 # Needs the single networks: table3/cnn_rnn (VGG-16-FC-RNN), table4/cnn_rnn, table4/cnn_fc_rnn (run if missing).
@@ -14,22 +15,5 @@ source "$(dirname "$0")/common.sh"
 ROWS=("$@")
 [[ ${#ROWS[@]} -eq 0 ]] && ROWS=(table5/vgg_fc_rnn_resnet_rnn table5/vgg_fc_rnn_resnet_fc_rnn
                                  table5/vgg_fc_rnn_resnet_rnn_fc table5/vgg_fc_rnn_resnet_fc_rnn_fc)
-single() {  # single ROW: make sure the single network exists (pretrained and OMG-trained)
-  has_run "$1" || run_row "$1"
-}
-for row in "${ROWS[@]}"; do
-  # The branch rows come from the experiment's own config (init.after: VGG branch, ResNet branch).
-  read -r vgg resnet < <("$PYTHON" -c "from omg_cnnrnn import experiments; print(*experiments.get('$row').init.after)")
-  single "$vgg"
-  single "$resnet"
-  if [[ -n "${AFFWILD_DATA:-}" ]]; then
-    train "$row" "$CKPT_ROOT/$row/from_affwild" "$OMG_DATA" \
-      "$CKPT_ROOT/affwild/$vgg" "$CKPT_ROOT/affwild/$resnet"
-    evaluate "$CKPT_ROOT/$row/from_affwild"
-  fi
-  # Way (b) is the row's registered start: train finds the two single networks under $CKPT_ROOT
-  # (or, with AFFWILDNET_VGG and AFFWILDNET_RESNET set, starts both branches from the paper's weights).
-  train "$row" "$CKPT_ROOT/$row/from_omg" "$OMG_DATA"
-  evaluate "$CKPT_ROOT/$row/from_omg"
-done
+for row in "${ROWS[@]}"; do run_row "$row"; done  # each way its experiment registers (init.ways)
 run "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=V

@@ -24,26 +24,14 @@ ROWS=("$@")
                                  table6/fusion_post table6/vgg16_1rnn_released_post
                                  table6/vgg16_3rnn_last_conv_released_post)
 for row in "${ROWS[@]}"; do
-  base="$("$PYTHON" -c "from omg_cnnrnn import experiments; print(experiments.get('$row').base_experiment)")"
+  base="$(field "$row" base_experiment)"
   [[ "$row" == *_released_post ]] && echo "== $row: released-code variant (over $base)" >&2
-  if [[ "$base" == table5/* ]]; then
-    # Table V trains the row both ways (table5.sh); the base run is the better on validation.
-    [[ -f "$CKPT_ROOT/$base/from_omg/eval_validation/metrics.json" ]] || bash "$(dirname "$0")/table5.sh" "$base"
-  else
-    has_run "$base" || run_row "$base"
-  fi
-  if [[ "${DRY_RUN:-0}" == "1" ]]; then
-    # Nothing was trained, so there is no base run to choose: the row's own base stands in for it.
-    echo "+ choose_base_run $CKPT_ROOT $row" >&2
-    workdir="$CKPT_ROOT/$base"
-  else
-    workdir="$("$PYTHON" -c "
-import sys
-from omg_cnnrnn import evaluate
-d = evaluate.choose_base_run(sys.argv[1], sys.argv[2], output=sys.argv[3])
-print(f'== {d[\"row\"]}: post-processes {d[\"workdir\"]}, {d[\"reason\"]}', file=sys.stderr)
-print(d['workdir'])" "$CKPT_ROOT" "$row" "$CKPT_ROOT/$row/base_run.json")"
-  fi
+  has_run "$base" || run_row "$base"
+  # The base row's run (the better of its training ways on validation, if it has several).
+  workdir="$(run "$PYTHON" experiments/base_run.py --root="$CKPT_ROOT" --row="$row" \
+    --output="$CKPT_ROOT/$row/base_run.json")"
+  # DRY_RUN=1: nothing was trained, so there is no run to choose: the row's own base stands in for it.
+  [[ "${DRY_RUN:-0}" == "1" ]] && workdir="$CKPT_ROOT/$base"
   evaluate "$workdir" --tune_postprocess --postprocess_experiment="$row" --output_dir="$CKPT_ROOT/$row/eval_validation"
 done
 run "$PYTHON" experiments/summary.py --root="$CKPT_ROOT" --table=VI

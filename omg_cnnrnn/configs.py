@@ -152,6 +152,23 @@ class TrainConfig:
   start: str = "paper"
 
 
+# How a training way starts its branches (`TrainingWay.start`): from the Aff-Wild pretraining runs of the
+# rows in `StartConfig.after` (needs Aff-Wild data), or from the row's registered start (`StartConfig`).
+WAY_STARTS = ("pretrained_branches", "registered")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingWay:
+  """One of the ways a row is trained, each its own run at `<root>/<row>/<name>` (Sec. III-C)."""
+
+  name: str
+  start: str = "registered"
+
+  def __post_init__(self):
+    if self.start not in WAY_STARTS:
+      raise ValueError(f"TrainingWay.start {self.start!r} must be one of {WAY_STARTS}")
+
+
 @dataclasses.dataclass(frozen=True)
 class StartConfig:
   """Where a row's weights come from (Sec. I, III-C; the released train_script.py).
@@ -168,6 +185,9 @@ class StartConfig:
   # Registered rows whose trained workdirs start this row when the paper weights are not
   # given (fusion rows: one per stream, Sec. III-C training way (a)/(b)).
   after: tuple[str, ...] = ()
+  # Sec. III-C, fusion rows: "two ways" of training, one run each (`TrainingWay`). Empty: one run at
+  # `<root>/<row>`, after the row's own Aff-Wild pretraining when there is Aff-Wild data.
+  ways: tuple[TrainingWay, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

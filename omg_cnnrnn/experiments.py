@@ -7,6 +7,14 @@ command that reproduces it. Names read like the paper: `table3/cnn_3rnn_last_con
     python -m omg_cnnrnn.experiments --list     # name, table, row, params at 96x96, paper CCC
     python -m omg_cnnrnn.experiments --json     # the same as JSON
     python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv --workdir=... --data_dir=...
+    python -m omg_cnnrnn.train --experiment=table3/cnn_3rnn_last_conv:cpu ...   # the row at CPU size
+    python -m omg_cnnrnn.experiments --get=table5/vgg_fc_rnn_resnet_rnn --field=init.after   # for scripts
+
+The experiment owns its whole recipe: its network, data, optimisation, where it starts
+(`init`: the paper's weights, the rows it starts after, and for fusion rows the ways it is
+trained, Sec. III-C) and its post-processing. A name may carry a variant after a colon, as
+big_vision's `config.py:arg`: `<row>:cpu` (`VARIANTS`) is the same row at CPU size. The
+table scripts only loop over rows and read these configs; they hold no hyperparameter.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Callable
 
 from omg_cnnrnn import configs
 from omg_cnnrnn.configs import (DataConfig, ExperimentConfig, ModelConfig, PostprocessConfig, StartConfig,
-                                StreamConfig)
+                                StreamConfig, TrainingWay)
 from omg_cnnrnn.registry import Registry
 
 EXPERIMENTS: Registry[Callable[[], ExperimentConfig]] = Registry("experiment")
@@ -272,14 +280,21 @@ def table4_cnn_fc_rnn():
 
 
 # ----------------------------------------------------------------------------- Table V (fusion)
+# Sec. III-C: a fused network is trained two ways, each its own run (`<root>/<row>/<way>`):
+# (a) both branches from their Aff-Wild-pretrained single networks (the branch rows' pretraining
+# runs, `<root>/affwild/<branch row>`; only with Aff-Wild data); (b) the row's registered start:
+# the best single networks trained on OMG (`init.after`), or the paper's weights when given.
+FUSION_WAYS = (TrainingWay("from_affwild", start="pretrained_branches"), TrainingWay("from_omg"))
+
+
 def _fusion(name, row, ccc, resnet_stream, hidden):
-  # Sec. III-C, training way (b): the branches start from the best single networks trained on
-  # OMG (way (a), the Aff-Wild-pretrained ones, is given as two --init_from by table5.sh).
+  # The branch rows, one per stream (VGG-16-FC-RNN, then the ResNet-50 row of the same form).
   resnet_row = "table4/cnn_fc_rnn" if resnet_stream.fc_units else "table4/cnn_rnn"
   return ExperimentConfig(
       name=name, table="V", row=row, paper_ccc_valence=ccc[0], paper_ccc_arousal=ccc[1],
       model=ModelConfig(streams=(VGG_FC_RNN, resnet_stream), hidden_fc_units=hidden),
-      init=StartConfig(paper_weights=VGG_PAPER + RESNET_PAPER, after=("table3/cnn_rnn", resnet_row)),
+      init=StartConfig(paper_weights=VGG_PAPER + RESNET_PAPER, after=("table3/cnn_rnn", resnet_row),
+                       ways=FUSION_WAYS),
       description="Fused streams; train from Aff-Wild-pretrained branches or from the best single OMG networks.")
 
 
@@ -402,13 +417,80 @@ def testing():
       postprocess=PostprocessConfig(median_window_valence=3, median_window_arousal=3))
 
 
+# ----------------------------------------------------------------------------- CPU-size variants
+def _smoke_overrides(config: ExperimentConfig) -> list[str]:
+  """`<row>:smoke`: two steps at tiny shapes (the table scripts' SMOKE=1: proof that a script runs end to
+  end on a CPU; the numbers mean nothing). Everything else is the registered row."""
+  del config  # The same reductions for every row.
+  return ["data.image_size=32", "data.sequence_length=4", "data.batch_size=2", "data.shuffle_buffer=8",
+          "train.num_steps=2", "train.log_every_steps=1", "train.checkpoint_every_steps=1",
+          "train.eval_every_steps=2"]
+
+
+def _cpu_overrides(config: ExperimentConfig) -> list[str]:
+  """`<row>:cpu`: the row at a size a CPU trains in minutes (the demo's runs, `experiments/demo.py`).
+
+  32x32 crops (paper 96), recurrent rows on 8-frame sequences (paper 80) for 60 steps, CNN-only
+  rows for 130 steps, validated twice; the paper's batch sizes. Everything else is the registered row.
+  """
+  steps = 60 if config.model.has_rnn else 130
+  extra = ["data.sequence_length=8"] if config.model.has_rnn else []
+  return (["data.image_size=32", "train.log_every_steps=25", "train.checkpoint_every_steps=50"] + extra
+          + [f"train.num_steps={steps}", f"train.eval_every_steps={max(1, steps // 2)}"])
+
+
+# Variant name -> the config overrides (dotted `key=value`) it applies to a row, derived from the row.
+VARIANTS: dict[str, Callable[[ExperimentConfig], list[str]]] = {"cpu": _cpu_overrides, "smoke": _smoke_overrides}
+
+
+def split_name(name: str) -> tuple[str, str]:
+  """`"<row>[:<variant>]"` -> (row, variant or "")."""
+  row, _, variant = name.partition(":")
+  return row, variant
+
+
+def variant_overrides(name: str) -> list[str]:
+  """The overrides (dotted `key=value`) the variant in `name` applies to its row ([] without one)."""
+  row, variant = split_name(name)
+  if not variant:
+    return []
+  if variant not in VARIANTS:
+    raise KeyError(f"unknown variant {variant!r} in {name!r}; variants: {', '.join(VARIANTS)}")
+  return VARIANTS[variant](EXPERIMENTS.lookup(row)())
+
+
 def get(name: str) -> ExperimentConfig:
-  """Returns the config of the registered experiment `name` (unknown -> KeyError listing all)."""
-  return EXPERIMENTS.lookup(name)()
+  """Returns the config of the registered experiment `name` (unknown -> KeyError listing all).
+
+  `name` is a registered row, or `<row>:<variant>` (`VARIANTS`): the row with the variant's
+  overrides (its name stays the row's, so its runs are found and reported as the row's).
+  """
+  row, variant = split_name(name)
+  config = EXPERIMENTS.lookup(row)()
+  return configs.override(config, variant_overrides(name)) if variant else config
 
 
 def names() -> list[str]:
   return EXPERIMENTS.names()
+
+
+def field(name: str, key: str) -> str:
+  """A config value as the table scripts read it (`--get=ROW --field=KEY`).
+
+  A string or number as itself; a tuple one item a line, each item's fields space-separated
+  when it is a dataclass (`init.ways`: "from_affwild pretrained_branches"), else the items
+  space-separated on one line (`init.after`: "table3/cnn_rnn table4/cnn_rnn").
+  """
+  value = get(name)
+  for part in key.split("."):
+    if not dataclasses.is_dataclass(value) or part not in {f.name for f in dataclasses.fields(value)}:
+      raise KeyError(f"unknown config key {key!r}")
+    value = getattr(value, part)
+  if isinstance(value, tuple):
+    if value and dataclasses.is_dataclass(value[0]):
+      return "\n".join(" ".join(str(v) for v in dataclasses.astuple(item)) for item in value)
+    return " ".join(str(v) for v in value)
+  return str(value)
 
 
 def describe(name: str) -> str:
@@ -428,8 +510,20 @@ def define_flags(flag_values=None):
 
   flag_values = flag_values if flag_values is not None else flags.FLAGS
   rows = "\n".join(f"  {n}: {describe(n)}" for n in names())
-  flags.DEFINE_enum("experiment", None, names(), f"Registered experiment (paper-table row):\n{rows}",
-                    flag_values=flag_values)
+  flags.DEFINE_string("experiment", None, f"Registered experiment (paper-table row), optionally with a variant "
+                      f"(<row>:{'|'.join(VARIANTS)}, the row at CPU size):\n{rows}", flag_values=flag_values)
+
+  def known(name):
+    if name is None:
+      return True
+    row, variant = split_name(name)
+    if row not in EXPERIMENTS:
+      raise flags.ValidationError(f"unknown experiment {row!r}; registered experiments:\n  " + "\n  ".join(names()))
+    if variant and variant not in VARIANTS:
+      raise flags.ValidationError(f"unknown variant {variant!r}; variants: {', '.join(VARIANTS)}")
+    return True
+
+  flags.register_validator("experiment", known, flag_values=flag_values)
   flags.DEFINE_multi_string("override", [], "Config override key=value (e.g. train.num_steps=10), repeatable.",
                             flag_values=flag_values)
 
@@ -461,6 +555,9 @@ def main(argv):
   from absl import flags
 
   del argv
+  if flags.FLAGS.get:
+    print(field(flags.FLAGS.get, flags.FLAGS.field))
+    return
   rows = [summary(n, count_params=not flags.FLAGS.no_params) for n in names()]
   if flags.FLAGS.json:
     print(json.dumps(rows, indent=2))
@@ -480,4 +577,8 @@ if __name__ == "__main__":
   flags.DEFINE_bool("list", True, "Print every registered row as a table (the default).")
   flags.DEFINE_bool("json", False, "Print the rows as a JSON list instead.")
   flags.DEFINE_bool("no_params", False, "Skip building models to count parameters.")
+  flags.DEFINE_string("get", "", "Print one config value of this row[:variant] instead (with --field; the table "
+                      "scripts read the rows' recipes this way).")
+  flags.DEFINE_string("field", "name", "Dotted config key printed by --get, e.g. init.after, init.ways, "
+                      "base_experiment.")
   app.run(main)

@@ -109,3 +109,71 @@ def test_table6_rows_register_the_papers_postprocessing():
     # Sec. III-E: windows 81 / 3, then smoothing; each step kept only if it raises validation CCC.
     assert post == configs.PostprocessConfig(median_window_valence=81, median_window_arousal=3,
                                              smooth_utterances=True, procedure="paper")
+
+
+# What the CPU-size variants replaced: experiments/common.sh's SMOKE override list and experiments/demo.py's
+# own hyperparameter flags (image_size 32, sequence_length 8, cnn_steps 130, rnn_steps 60, logging/checkpoints).
+SMOKE_OVERRIDES = ["data.image_size=32", "data.sequence_length=4", "data.batch_size=2", "data.shuffle_buffer=8",
+                   "train.num_steps=2", "train.log_every_steps=1", "train.checkpoint_every_steps=1",
+                   "train.eval_every_steps=2"]
+DEMO_COMMON = ["data.image_size=32", "train.log_every_steps=25", "train.checkpoint_every_steps=50"]
+DEMO_STAGES = {"table3/cnn_only": DEMO_COMMON + ["train.num_steps=130", "train.eval_every_steps=65"],
+               "table3/cnn_rnn": DEMO_COMMON + ["data.sequence_length=8", "train.num_steps=60",
+                                                "train.eval_every_steps=30"]}
+
+
+def test_cpu_and_smoke_variants_are_the_rows_with_the_replaced_overrides():
+  for name, overrides in DEMO_STAGES.items():
+    cpu = experiments.get(f"{name}:cpu")
+    assert cpu == configs.override(experiments.get(name), overrides) and cpu.name == name
+    assert experiments.variant_overrides(f"{name}:cpu") == overrides  # the demo prints them
+  for name in experiments.names():
+    smoke = experiments.get(f"{name}:smoke")
+    assert smoke == configs.override(experiments.get(name), SMOKE_OVERRIDES) and smoke.name == name
+    assert experiments.get(f"{name}:cpu").data.image_size == 32
+  assert experiments.get("table4/cnn_fc_rnn:cpu").train.num_steps == 60
+  assert experiments.get("table4/cnn_only:cpu").data.sequence_length == 1
+  assert experiments.variant_overrides("table3/cnn_rnn") == []
+  with pytest.raises(KeyError, match="cpu, smoke"):
+    experiments.get("table3/cnn_rnn:gpu")
+
+
+def test_experiment_flag_takes_a_variant():
+  fv = flags.FlagValues()
+  experiments.define_flags(fv)
+  fv(["prog", "--experiment=table3/cnn_rnn:smoke", "--override=train.num_steps=3"])
+  config = experiments.from_flags(fv)
+  assert (config.name, config.train.num_steps, config.data.image_size) == ("table3/cnn_rnn", 3, 32)
+  with pytest.raises(flags.IllegalFlagValueError, match="cpu, smoke"):
+    fv(["prog", "--experiment=table3/cnn_rnn:gpu"])
+  with pytest.raises(flags.IllegalFlagValueError, match="table3/cnn_rnn"):
+    fv(["prog", "--experiment=nope:cpu"])
+
+
+def test_fusion_rows_register_their_two_training_ways():
+  from omg_cnnrnn import evaluate
+
+  for name in PAPER_ROWS["V"]:
+    ways = experiments.get(name).init.ways
+    # Sec. III-C: (a) from the Aff-Wild-pretrained branches, (b) from the row's own start.
+    assert [(w.name, w.start) for w in ways] == [("from_affwild", "pretrained_branches"), ("from_omg", "registered")]
+    assert tuple(w.name for w in ways) == evaluate.FUSION_WAYS  # where choose_base_run looks for them
+    assert len(experiments.get(name).init.after) == len(experiments.get(name).model.streams)
+  for name in [*PAPER_ROWS["III"], *PAPER_ROWS["IV"]]:
+    assert experiments.get(name).init.ways == ()
+  with pytest.raises(ValueError, match="pretrained_branches"):
+    configs.TrainingWay("x", start="elsewhere")
+
+
+def test_cli_prints_one_config_field_for_the_table_scripts():
+  def get(name, key):
+    return subprocess.run([sys.executable, "-m", "omg_cnnrnn.experiments", f"--get={name}", f"--field={key}"],
+                          capture_output=True, text=True, check=True).stdout
+
+  assert get("table5/vgg_fc_rnn_resnet_fc_rnn", "init.after") == "table3/cnn_rnn table4/cnn_fc_rnn\n"
+  assert get("table5/vgg_fc_rnn_resnet_rnn", "init.ways") == "from_affwild pretrained_branches\nfrom_omg registered\n"
+  assert get("table3/cnn_rnn", "init.ways") == "\n"
+  assert get("table6/fusion_post", "base_experiment") == "table5/vgg_fc_rnn_resnet_rnn\n"
+  assert get("table3/cnn_rnn:smoke", "train.num_steps") == "2\n"
+  with pytest.raises(KeyError, match="init.nope"):
+    experiments.field("table3/cnn_rnn", "init.nope")

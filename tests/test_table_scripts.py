@@ -45,6 +45,12 @@ def _flags(cmd):
   return {a.split("=", 1)[0]: a.split("=", 1)[1] for a in cmd if a.startswith("--") and "=" in a}
 
 
+def _row(cmd):
+  """The registered row a train command trains (its --experiment without the `:<variant>`), or None."""
+  experiment = _flags(cmd).get("--experiment")
+  return experiment and experiment.split(":")[0]
+
+
 def test_table4_script_pretrains_each_row_then_warm_starts_and_evaluates_it(tmp_path):
   """Dry run of table4.sh: per row, Aff-Wild pretraining, OMG training from it, validation; then the summary."""
   out = _smoke("table4.sh", tmp_path, dry_run=True)
@@ -56,7 +62,7 @@ def test_table4_script_pretrains_each_row_then_warm_starts_and_evaluates_it(tmp_
     expected += [("omg_cnnrnn.train", row, str(root / "affwild" / row), str(tmp_path / "data" / "affwild")),
                  ("omg_cnnrnn.train", row, str(root / row), str(tmp_path / "data" / "omg")),
                  ("omg_cnnrnn.evaluate", None, str(root / row), str(tmp_path / "data" / "omg"))]
-  got = [(c[2], _flags(c).get("--experiment"), _flags(c)["--workdir"], _flags(c)["--data_dir"])
+  got = [(c[2], _row(c), _flags(c)["--workdir"], _flags(c)["--data_dir"])
          for c in commands[:-1]]
   assert got == expected
   for i in range(0, len(commands) - 1, 3):
@@ -65,8 +71,10 @@ def test_table4_script_pretrains_each_row_then_warm_starts_and_evaluates_it(tmp_
     # Pretrained on the (synthetic) Aff-Wild set first, then warm-started from it.
     assert _flags(omg)["--init_from"] == _flags(pretrain)["--workdir"]
     assert _flags(omg)["--eval_split"] == "validation"
-    for cmd in (pretrain, omg):
-      assert "--override=train.num_steps=2" in cmd and "--override=data.image_size=32" in cmd
+    for cmd in (pretrain, omg):  # SMOKE=1: the row's smoke variant (two steps, 32x32), no overrides of its own
+      assert _flags(cmd)["--experiment"] == _row(cmd) + ":smoke" and not any(a.startswith("--override") for a in cmd)
+      assert experiments.get(_flags(cmd)["--experiment"]).train.num_steps == 2
+      assert experiments.get(_flags(cmd)["--experiment"]).data.image_size == 32
     assert _flags(evaluate)["--output_dir"] == _flags(omg)["--workdir"] + "/eval_validation"
     assert _flags(evaluate)["--labels"] == str(tmp_path / "synthetic" / "omg" / "omg_ValidationVideos.csv")
   assert commands[-1][1:] == ["experiments/summary.py", f"--root={root}", "--table=IV"]
@@ -78,7 +86,7 @@ def test_table_script_dry_run_trains_or_evaluates_every_row_of_its_table(script,
   """Each script's default run reaches every registered row of its table, each row's training once."""
   out = _smoke(script, tmp_path, dry_run=True)
   commands = _commands(out)
-  trained = [(_flags(c)["--experiment"], _flags(c)["--workdir"]) for c in commands if c[2:3] == ["omg_cnnrnn.train"]]
+  trained = [(_row(c), _flags(c)["--workdir"]) for c in commands if c[2:3] == ["omg_cnnrnn.train"]]
   assert len(trained) == len(set(trained)), "a workdir is trained twice"
   rows = [n for n in experiments.names() if experiments.get(n).table == table]
   if table == "VI":  # evaluation only, over each row's base run
@@ -88,6 +96,32 @@ def test_table_script_dry_run_trains_or_evaluates_every_row_of_its_table(script,
   else:
     assert set(rows) <= {row for row, _ in trained}
   assert commands[-1][1:] == ["experiments/summary.py", f"--root={tmp_path / 'checkpoints'}", f"--table={table}"]
+
+
+def test_table5_script_trains_each_fused_row_the_ways_its_experiment_registers(tmp_path):
+  """Dry run of table5.sh on one row: its branch rows (init.after) first, then one run per registered way
+  (init.ways): from the branches' Aff-Wild pretraining runs, then from the row's own start."""
+  row = "table5/vgg_fc_rnn_resnet_fc_rnn"
+  out = _smoke("table5.sh", tmp_path, row, dry_run=True)
+  root = tmp_path / "checkpoints"
+  trains = [c for c in _commands(out) if c[2:3] == ["omg_cnnrnn.train"]]
+  vgg, resnet = experiments.get(row).init.after
+  assert (vgg, resnet) == ("table3/cnn_rnn", "table4/cnn_fc_rnn")
+  fused = [c for c in trains if _row(c) == row]
+  assert [_flags(c)["--workdir"] for c in fused] == [str(root / row / way.name)
+                                                     for way in experiments.get(row).init.ways]
+  assert [_flags(c)["--workdir"] for c in fused] == [str(root / row / "from_affwild"), str(root / row / "from_omg")]
+  way_a, way_b = fused
+  assert [a.split("=", 1)[1] for a in way_a if a.startswith("--init_from=")] == [
+      str(root / "affwild" / vgg), str(root / "affwild" / resnet)]
+  assert not any(a.startswith("--init_from=") for a in way_b)
+  # The branch rows were trained (pretrained on Aff-Wild, then on OMG) before the fused row.
+  first = trains.index(way_a)
+  for branch in (vgg, resnet):
+    assert (branch, str(root / "affwild" / branch)) in [(_row(c), _flags(c)["--workdir"]) for c in trains[:first]]
+    assert (branch, str(root / branch)) in [(_row(c), _flags(c)["--workdir"]) for c in trains[:first]]
+  evaluated = [_flags(c)["--workdir"] for c in _commands(out) if c[2:3] == ["omg_cnnrnn.evaluate"]]
+  assert evaluated[-2:] == [str(root / row / "from_affwild"), str(root / row / "from_omg")]
 
 
 @pytest.mark.slow
