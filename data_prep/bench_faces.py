@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from omg_cnnrnn import faces  # noqa: E402
+from omg_cnnrnn import atomic, faces  # noqa: E402
 
 _FRAMES = flags.DEFINE_integer("frames", 300, "Frames of the test video.")
 _FPS = flags.DEFINE_float("fps", 30.0, "Frame rate of the test video.")
@@ -171,10 +171,11 @@ def _paste(frame, patch, alpha, face, centre, scale, gain):
 def write_video(path: str, frames, fps: float) -> None:
   """Writes RGB frames as an mp4 (MPEG-4 part 2, what OpenCV can always write)."""
   h, w = frames[0].shape[:2]
-  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-  for frame in frames:
-    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-  writer.release()
+  with atomic.atomic_output(path, suffix=".mp4") as tmp:  # Atomically; OpenCV picks the container by the extension.
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+      writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
 
 
 def parse_setting(text: str) -> faces.FaceConfig:

@@ -34,6 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from omg_cnnrnn import atomic  # noqa: E402
+
 _MINUTES = flags.DEFINE_list("minutes", ["1", "15"], "Video lengths to measure, in minutes.")
 _SIZE = flags.DEFINE_list("size", ["320", "180"], "Width, height of the videos.")
 _FPS = flags.DEFINE_float("fps", 30.0, "Frame rate of the videos.")
@@ -168,8 +170,8 @@ def main(argv):
       if not os.path.exists(video):
         t0 = time.perf_counter()
         os.makedirs(os.path.dirname(video), exist_ok=True)
-        write_video(video + ".part.mp4", int(round(float(minutes) * 60 * _FPS.value)), width, height, _FPS.value)
-        os.replace(video + ".part.mp4", video)
+        with atomic.atomic_output(video, suffix=".mp4") as part:  # OpenCV picks the container by the extension.
+          write_video(part, int(round(float(minutes) * 60 * _FPS.value)), width, height, _FPS.value)
         print(f"  (wrote {video}: {time.perf_counter() - t0:.0f} s at {gflops:.0f} GFLOP/s)", flush=True)
       for mode in modes:
         out = os.path.join(tmp, f"out-{mode}-{minutes}")

@@ -31,6 +31,7 @@ import numpy as np
 from absl import app, flags
 
 from data_prep import synthetic_faces
+from omg_cnnrnn import atomic
 
 OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
 
@@ -114,17 +115,17 @@ def render_video(rng, preset: Preset, valence: np.ndarray, arousal: np.ndarray, 
 
 
 def write_mp4(path: str, frames: list, fps: float) -> None:
-  """Writes RGB frames as an mp4 (OpenCV's 'mp4v'), atomically."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp.mp4"
+  """Writes RGB frames as an mp4 (OpenCV's 'mp4v'), atomically (`atomic.atomic_output`)."""
   h, w = frames[0].shape[:2]
-  writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-  if not writer.isOpened():
-    raise IOError(f"cannot open a video writer for {path}")
-  for f in frames:
-    writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-  writer.release()
-  os.replace(tmp, path)
+  with atomic.atomic_output(path, suffix=".mp4") as tmp:  # OpenCV picks the container by the extension.
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+      raise IOError(f"cannot open a video writer for {path}")
+    try:
+      for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    finally:
+      writer.release()
 
 
 def _video_id(rng, used: set) -> str:
@@ -170,15 +171,9 @@ def synthesize_omg(out: str, rng, preset: Preset, used: set) -> dict:
         truth = {"video": video, "utterance": utt, "fps": preset.fps, "boxes": boxes[s:e],
                  "valence": [round(float(v), 5) for v in valence[s:e]],
                  "arousal": [round(float(a), 5) for a in a01]}
-        path = os.path.join(out, "omg", "ground_truth", video, utt + ".json")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-          json.dump(truth, f)
+        atomic.write_atomic(os.path.join(out, "omg", "ground_truth", video, utt + ".json"), json.dumps(truth))
     csv = os.path.join(out, "omg", f"omg_{split}Videos.csv")
-    with open(csv, "w") as f:
-      f.write(",".join(OMG_COLUMNS) + "\n")
-      for row in rows:
-        f.write(",".join(row) + "\n")
+    atomic.write_atomic(csv, "".join(",".join(row) + "\n" for row in [list(OMG_COLUMNS), *rows]))
     counts[split.lower()] = {"videos": num_videos, "utterances": len(rows)}
   return counts
 
@@ -196,14 +191,14 @@ def synthesize_affwild(out: str, rng, preset: Preset, used: set) -> dict:
       if fmt == "affwild":
         for dim, values in (("valence", valence), ("arousal", arousal)):
           path = os.path.join(out, fmt, "annotations", "train", dim, f"{video}.txt")
-          os.makedirs(os.path.dirname(path), exist_ok=True)
-          np.savetxt(path, values, fmt="%.5f")
+          with atomic.atomic_output(path) as tmp:
+            np.savetxt(tmp, values, fmt="%.5f")
       else:
         labels = np.stack([valence, arousal], 1)
         labels[: max(1, n // 10)] = -5  # the first frames are unannotated
         path = os.path.join(out, fmt, "annotations", f"{video}.txt")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.savetxt(path, labels, fmt="%.5f", delimiter=",", header="valence,arousal", comments="")
+        with atomic.atomic_output(path) as tmp:
+          np.savetxt(tmp, labels, fmt="%.5f", delimiter=",", header="valence,arousal", comments="")
   return {"affwild_videos": preset.affwild_videos, "affwild2_videos": preset.affwild2_videos, "frames_each": n}
 
 
@@ -216,8 +211,7 @@ def synthesize(output_dir: str, seed: int = 0, preset: str | Preset = "demo", om
   info["omg"] = synthesize_omg(output_dir, rng, p, used)
   if not omg_only:
     info["affwild"] = synthesize_affwild(output_dir, rng, p, used)
-  with open(os.path.join(output_dir, "synth.json"), "w") as f:
-    json.dump(info, f, indent=2)
+  atomic.write_atomic(os.path.join(output_dir, "synth.json"), json.dumps(info, indent=2))
   return info
 
 

@@ -40,6 +40,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from omg_cnnrnn import atomic  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["speed", "memory"], "What to measure: speed, memory.")
 flags.DEFINE_list("rows", ["table3/cnn_rnn", "table3/cnn_3rnn_last_conv"], "Rows timed for speed.")
@@ -68,23 +70,24 @@ def write_video(path: str, seconds: float, fps: float, width: int, height: int, 
   rng = np.random.default_rng(seed)
   look = synthetic_faces.Appearance.random(rng, width, height)
   n = int(round(seconds * fps))
-  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-  if not writer.isOpened():
-    raise OSError(f"{path}: cannot open a video writer")
-  # Expressions and head motion repeat every 10 s: rendering costs, not the content, matter here.
-  period = int(round(10 * fps))
-  cache = {}
-  for i in range(n):
-    k = i % period
-    if k not in cache:
-      s = k / fps
-      visible = not (0.45 * period <= k < 0.55 * period)
-      cache[k] = cv2.cvtColor(synthetic_faces.render_frame(
-          look, float(np.sin(s / 1.3)), float(np.cos(s / 2.1)),
-          (width / 2 + width * 0.12 * np.sin(s / 1.7), height / 2 + height * 0.05 * np.sin(s / 2.3)),
-          5.0 * np.sin(s / 3.1), 1.0 + 0.1 * np.sin(s / 2.7), 1.0, visible)[0], cv2.COLOR_RGB2BGR)
-    writer.write(cache[k])
-  writer.release()
+  with atomic.atomic_output(path, suffix=".mp4") as tmp:  # Atomically; OpenCV picks the container by the extension.
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+      raise OSError(f"{path}: cannot open a video writer")
+    # Expressions and head motion repeat every 10 s: rendering costs, not the content, matter here.
+    period = int(round(10 * fps))
+    cache = {}
+    for i in range(n):
+      k = i % period
+      if k not in cache:
+        s = k / fps
+        visible = not (0.45 * period <= k < 0.55 * period)
+        cache[k] = cv2.cvtColor(synthetic_faces.render_frame(
+            look, float(np.sin(s / 1.3)), float(np.cos(s / 2.1)),
+            (width / 2 + width * 0.12 * np.sin(s / 1.7), height / 2 + height * 0.05 * np.sin(s / 2.3)),
+            5.0 * np.sin(s / 3.1), 1.0 + 0.1 * np.sin(s / 2.7), 1.0, visible)[0], cv2.COLOR_RGB2BGR)
+      writer.write(cache[k])
+    writer.release()
   return n
 
 

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from omg_cnnrnn import experiments, train  # noqa: E402
+from omg_cnnrnn import atomic, experiments, train  # noqa: E402
 from omg_cnnrnn.hardware import matmul_peak  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -83,10 +83,9 @@ def main(argv):
     lines.append(line)
     print(line, flush=True)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
-  with open(os.path.join(FLAGS.output_dir, "recipe.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(FLAGS.output_dir, "recipe.json"), "w") as f:
-    json.dump({"matmul_gflops": peak, "table": lines}, f, indent=2)
+  atomic.write_atomic(os.path.join(FLAGS.output_dir, "recipe.md"), "\n".join(lines) + "\n")
+  atomic.write_atomic(os.path.join(FLAGS.output_dir, "recipe.json"),
+                      json.dumps({"matmul_gflops": peak, "table": lines}, indent=2))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,7 @@ import os
 
 from absl import app, flags
 
-from omg_cnnrnn import evaluate, experiments, postprocess
-from omg_cnnrnn.data import records as record_files
+from omg_cnnrnn import atomic, evaluate, experiments, postprocess
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "checkpoints", "Checkpoint root the table scripts wrote to.")
@@ -159,7 +158,7 @@ def write_report(report: list[dict], report_dir: str, root: str, split: str) -> 
   for r in report:
     writer.writerow({k: "" if r[k] is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k])
                      for k in COLUMNS})
-  record_files.write_atomic(paths["csv"], table.getvalue().encode())
+  atomic.write_atomic(paths["csv"], table.getvalue().encode())
   legend = "\n".join(f"- `{k}`: {v}" for k, v in postprocess.PROCEDURE_DESCRIPTIONS.items())
   text = "\n".join([
       f"# Paper vs reproduced CCC x 100 (OMG {split} split)", "",
@@ -170,7 +169,7 @@ def write_report(report: list[dict], report_dir: str, root: str, split: str) -> 
       "of the weights evaluated / steps configured; `run`: Table V's better training way on validation; "
       "`variant`: the paper's text or the authors' released code. `-`: not run.", "",
       *markdown(report), ""])
-  record_files.write_atomic(paths["md"], text.encode())
+  atomic.write_atomic(paths["md"], text.encode())
   plot(report, paths["png"], title=f"paper vs reproduced CCC, OMG {split} ({root})")
   return paths
 
@@ -202,9 +201,11 @@ def plot(report: list[dict], path: str, title: str = "") -> None:
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout(rect=(0, 0.04, 1, 1))
-  fig.savefig(path + ".tmp.png", dpi=100)
-  plt.close(fig)
-  os.replace(path + ".tmp.png", path)
+  try:
+    with atomic.atomic_output(path, suffix=".png") as tmp:  # savefig picks the format by the extension.
+      fig.savefig(tmp, dpi=100)
+  finally:
+    plt.close(fig)
 
 
 def main(argv):

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import csv
 import os
-import uuid
 
 import numpy as np
 import pandas as pd
+
+from omg_cnnrnn import atomic
 
 KEYS = ("video", "utterance")
 DIMENSIONS = ("valence", "arousal")
@@ -366,20 +367,9 @@ def write_prediction_csv(path: str, labels: pd.DataFrame, predictions: pd.DataFr
       raise ValueError(f"labels row {i + 1} ({out['video'].iat[i]}/{out['utterance'].iat[i]}): {column} "
                        f"{text.iat[i]!r} holds a comma, quote, '|' or line break, which the challenge's "
                        "unquoted CSV reader would split")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  # A unique name (not path + ".tmp"): two writers of one path must not share a temp file.
-  tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-  try:
-    with open(tmp, "x", newline="") as f:
-      # Float64 repr round-trips exactly: the scorer reads the very numbers scored here.
-      out.to_csv(f, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  # Atomically (creates the folder); float64 repr round-trips exactly: the scorer reads the very numbers scored here.
+  with atomic.atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+    out.to_csv(f, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
 
 
 def read_prediction_csv(path: str) -> pd.DataFrame:

@@ -64,14 +64,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import uuid
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from omg_cnnrnn import configs, metrics
+from omg_cnnrnn import atomic, configs, metrics
 
 DIMS = metrics.DIMENSIONS
 # Candidate windows in frames (OMG video runs at 25-30 fps; utterances ~8 s); the paper's
@@ -200,18 +198,8 @@ def choice_from_dict(d: dict) -> PostprocessChoice:
 
 
 def save_choice(choice: PostprocessChoice, path: str) -> None:
-  """Writes the choice as JSON, atomically (temporary file, then rename); creates the folder."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-  try:
-    with open(tmp, "x") as f:
-      json.dump(choice_to_dict(choice), f, indent=2)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Writes the choice as JSON, atomically (`atomic.write_atomic`); creates the folder."""
+  atomic.write_atomic(path, json.dumps(choice_to_dict(choice), indent=2) + "\n")
 
 
 def load_choice(path: str) -> PostprocessChoice:

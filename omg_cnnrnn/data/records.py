@@ -21,12 +21,11 @@ import glob
 import json
 import os
 import re
-import contextlib
-import tempfile
 from typing import Iterator
 
 import tensorflow as tf
 
+from omg_cnnrnn import atomic
 from omg_cnnrnn.data import features
 
 MANIFEST = "manifest.json"  # Written by data prep; lists each split's shards.
@@ -48,60 +47,11 @@ def shard_name(split: str, index: int, count: int) -> str:
   return f"{check_split(split)}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
-# mkstemp makes owner-only files; prepared data is shared like any other output.
-_FILE_MODE = 0o666 & ~_umask()
-
-
-def temporary_beside(path: str, tag: str = "") -> str:
-  """A fresh `.<name><tag>.<random>.tmp` beside `path` (creates the folder; the mode of any output)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{tag}.", suffix=".tmp", dir=directory)
-  os.close(fd)
-  os.chmod(tmp, _FILE_MODE)
-  return tmp
-
-
-def _commit(tmp: str, path: str) -> None:
-  # fsync before the rename: otherwise a crash can leave the new name on an empty file.
-  fd = os.open(tmp, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-  os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
-  """Yields a temporary path beside `path`; on success it becomes `path` (fsync, rename).
-
-  The one way this project writes a file it must not leave half-written: the temp file has a
-  unique name (two writers of one path never share one), the folder is created, and on any
-  error (or a kill, until the rename) `path` keeps its old content and the temp file is removed.
-  For writers that want a path (`DataFrame.to_csv`, `savefig(format=...)`); `write_atomic`
-  for bytes or text already in memory.
-  """
-  tmp = temporary_beside(path)
-  try:
-    yield tmp
-    _commit(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def write_atomic(path: str, data: bytes | str) -> None:
-  """Writes `data` (bytes, or text as UTF-8) to `path` atomically (`atomic_output`)."""
-  with atomic_output(path) as tmp, open(tmp, "wb") as f:
-    f.write(data.encode() if isinstance(data, str) else data)
+# The one atomic-write helper (`omg_cnnrnn.atomic`: unique temporary file beside the target, fsync,
+# rename), under the names the data code has always used.
+temporary_beside = atomic.temporary_beside
+atomic_output = atomic.atomic_output
+write_atomic = atomic.write_atomic
 
 
 def write_records(path: str, serialized) -> None:
@@ -111,16 +61,9 @@ def write_records(path: str, serialized) -> None:
     path: the target file.
     serialized: iterable of record bytes, written in order.
   """
-  tmp = temporary_beside(path)
-  try:
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for record in serialized:
-        writer.write(record)
-    _commit(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with atomic_output(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+    for record in serialized:
+      writer.write(record)
 
 
 def read_records(path: str) -> list[bytes]:
