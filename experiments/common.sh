@@ -26,6 +26,9 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+# The scripts run as files (experiments/summary.py, base_run.py) import this checkout's package, as the
+# `python -m` commands do (run from $REPO), not whichever checkout the environment has installed.
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
