@@ -81,7 +81,7 @@ def run_model(predictor, utterances: list[dict], feed: int) -> tuple[np.ndarray,
 
 def main(argv):
   del argv
-  from omg_cnnrnn import export, metrics, predict, tflite, workdir
+  from omg_cnnrnn import export, inference, metrics, tflite, workdir
   from omg_cnnrnn.hardware import matmul_peak
 
   model, config = workdir.load_workdir_model(FLAGS.workdir)
@@ -95,7 +95,7 @@ def main(argv):
               "tflite dynamic-range": os.path.join(folder, tflite.DYNAMIC_RANGE_FILE)}
     rows, reference = [], None
     for name, path in models.items():
-      predictor = predict.load_predictor(path)
+      predictor = inference.load_predictor(path)
       if predictor.kind == "tflite":
         predictor._streaming = tflite.TFLiteStreaming(path, num_threads=FLAGS.threads)
         size = os.path.getsize(path)

@@ -18,7 +18,7 @@ needed on a phone). `TFLiteStreaming` runs any number of frames by calling it ch
 and padding the last chunk with mask-0 frames, which the network skips exactly (they carry
 the state unchanged), so the results do not depend on `chunk_frames`. `config.json` and
 `postprocess.json` in the same folder say what the model is and how to post-process it;
-`omg_cnnrnn.predict` and `omg_cnnrnn.load` read a `.tflite` with them.
+`omg_cnnrnn.inference` and `omg_cnnrnn.load` read a `.tflite` with them.
 
 A `.tflite` file holds a flatbuffer of builtin operators and weights: running it executes no
 code from the file (unlike a SavedModel's graph, which may read and write files).
