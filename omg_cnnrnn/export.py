@@ -55,6 +55,7 @@ import tensorflow as tf
 import tf_keras
 
 from omg_cnnrnn import configs, losses
+from omg_cnnrnn.data import inputs
 from omg_cnnrnn.models import cnn_rnn
 
 STREAMING_SIGNATURE = "serve_streaming"
@@ -89,7 +90,7 @@ class ServingModule(tf.Module):
 
   def _run(self, frames, mask, state):
     """(per-frame predictions, next state) of a chunk of uint8 frames."""
-    scaled = (tf.cast(frames, tf.float32) - 128.0) / 128.0  # released code's scaling
+    scaled = inputs.scale(frames)  # The signatures take frames at the model's size: `inputs` resized them.
     if not self.streaming:
       return tf.cast(self.model({"frames": scaled, "mask": mask}, training=False), tf.float32), state
     out = self.model({"frames": scaled, "mask": mask, "state": state}, training=False)

@@ -25,8 +25,8 @@ file served chunk by chunk with the GRU state carried; `predict_video` and
 
 How it runs (memory does not grow with the video's length): frames are decoded and the
 face tracked one at a time (`faces.FaceTracker`, the data preparation's pipeline and
-settings; crops of `--crop_size` resized by area to the model's input size, as the
-training input pipeline does), `--chunk_frames` frames at a time go through the
+settings; crops of `--crop_size` resized to the model's input size by `data.inputs.resize_crop`,
+the training input pipeline's own resize), `--chunk_frames` frames at a time go through the
 streaming form of the network (`export.ServingModule.serve_streaming`, also the
 SavedModel's `serve_streaming` signature) with the GRU state carried from chunk to chunk,
 and finished rows are appended to `frames.csv`. The predictions equal those of the whole
@@ -61,6 +61,7 @@ import pandas as pd
 
 from omg_cnnrnn import configs, faces, metrics, postprocess
 from omg_cnnrnn.data import records as record_files
+from omg_cnnrnn.data.inputs import resize_crop
 from omg_cnnrnn.data.labels import read_utterances
 from omg_cnnrnn.postprocess import postprocess_stream
 from omg_cnnrnn.visualize import plot, write_annotated_video
@@ -323,13 +324,6 @@ class FrameResult:
   def row(self) -> tuple:
     return (self.frame, self.time, int(self.face_found), *self.box.tolist(), *self.prediction.tolist(),
             *self.post.tolist())
-
-
-def resize_crop(crop: np.ndarray, image_size: int) -> np.ndarray:
-  """A face crop at the model's input size: area resizing, as the training pipeline does."""
-  if crop.shape[0] == image_size and crop.shape[1] == image_size:
-    return crop
-  return cv2.resize(crop, (image_size, image_size), interpolation=cv2.INTER_AREA)
 
 
 def stream_predictions(predictor: Predictor, frames: Iterable[tuple[float, bool, np.ndarray, np.ndarray]],

@@ -14,7 +14,7 @@ import tf_keras
 
 from data_prep import synthesize, synthetic_faces
 from omg_cnnrnn import experiments, export, faces, inference, models, postprocess
-from omg_cnnrnn.data import labels
+from omg_cnnrnn.data import inputs, labels, pipeline
 from omg_cnnrnn.models import cnn_rnn
 
 SIZE = 32  # the testing row's input size
@@ -122,6 +122,27 @@ def test_faceless_frames_are_skipped_not_fed(trained):
   np.testing.assert_allclose(got[found], whole[found], atol=1e-5)
   assert np.isnan(got[~found]).all()
   assert [r.frame for r in rows] == list(range(20))
+
+
+@pytest.mark.parametrize("side", [SIZE, 3 * SIZE, 45])
+def test_one_crop_gives_the_same_numbers_in_training_the_saved_model_and_predict(trained, side):
+  # issue 13: one crop -> network-input function (`data.inputs`) for the three paths.
+  model, _, saved, _ = trained
+  crop = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+  jpeg = tf.io.encode_jpeg(crop, quality=95)
+  decoded = tf.io.decode_jpeg(jpeg, channels=3).numpy()  # the crop as training reads it from a record
+  trained_on = pipeline.scale_frames(tf.stack([jpeg, jpeg]), SIZE).numpy()
+  resized = inference.resize_crop(decoded, SIZE)  # predict's crop, what the SavedModel takes
+  assert resized.dtype == np.uint8 and resized.shape == (SIZE, SIZE, 3)
+  np.testing.assert_allclose(trained_on, np.stack([inputs.network_input(decoded, SIZE).numpy()] * 2), atol=1e-6)
+  np.testing.assert_allclose(trained_on[0], (resized.astype(np.float32) - 128.0) / 128.0, atol=1e-6)
+  want = model({"frames": trained_on[np.newaxis], "mask": np.ones((1, 2), np.float32)}, training=False).numpy()[0]
+  assert np.ptp(want) > 1e-3 or abs(want).max() > 1e-3
+  served = tf.saved_model.load(saved).signatures["serving_default"](frames=tf.constant(np.stack([resized] * 2)[None]))
+  np.testing.assert_allclose(served["per_frame"].numpy()[0], want, atol=1e-5)
+  predictor = inference.load_predictor(saved)
+  rows = list(inference.stream_predictions(predictor, [(0.0, True, np.zeros(4), decoded)] * 2, chunk_frames=2))
+  np.testing.assert_allclose(np.stack([r.prediction for r in rows]), want, atol=1e-5)
 
 
 def test_workdir_and_saved_model_predict_alike(trained):
