@@ -109,6 +109,7 @@ def main(argv):
     print(resolved.describe())
     print("CPU reductions: " + ", ".join(overrides) + f" (paper: 96x96, batch {config.data.batch_size} x "
           f"{80 if config.model.has_rnn else 1} frames, tens of thousands of steps, from AffWildNet)")
+    train.configure_process(FLAGS.seed)  # The process's seeds: a Trainer sets none.
     trainer = train.Trainer(config, workdir, records, seed=FLAGS.seed, eval_split="validation",
                             init_from=resolved.sources)
     results[row] = trainer.train()

@@ -110,3 +110,58 @@ def test_nothing_imports_a_command_line(command_line):
         importers.append(f"{folder}/{path}")
   assert importers == [], f"{command_line} is a command line; import its library instead"
 
+
+
+# Set at import on purpose: OpenCV's FFmpeg backend reads the variable, and it must hold before
+# `cv2` is imported; `setdefault` leaves a user's own value alone.
+IMPORT_EFFECTS_ALLOWED = {"omg_cnnrnn.faces": ["os.environ.setdefault"]}
+
+
+def _dotted(node) -> str:
+  if isinstance(node, ast.Attribute):
+    return f"{_dotted(node.value)}.{node.attr}"
+  return node.id if isinstance(node, ast.Name) else ""
+
+
+EFFECTS = ("os.umask", "os.putenv", "os.environ.setdefault", "os.environ.update", "os.environ.pop")
+
+
+def import_effects(path: str) -> list[str]:
+  """Process-wide changes made at import: `os.umask`, `os.putenv` and writes to `os.environ` outside functions."""
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  def effects(statement, helpers):
+    found = []
+    for node in ast.walk(statement):
+      if isinstance(node, ast.Call) and (_dotted(node.func) in EFFECTS or _dotted(node.func) in helpers):
+        found.append(helpers.get(_dotted(node.func), _dotted(node.func)))
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+          node, ast.AugAssign) else []
+      found += [f"{_dotted(t.value)}[...] =" for t in targets
+                if isinstance(t, ast.Subscript) and _dotted(t.value) == "os.environ"]
+    return found
+
+  # The module's own functions that change the process, called at import (one level deep).
+  helpers = {}
+  for statement in tree.body:
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and effects(statement, {}):
+      helpers[statement.name] = f"{statement.name}() -> {effects(statement, {})[0]}"
+  found = []
+  for statement in tree.body:
+    if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+      found += effects(statement, helpers)
+  return found
+
+
+def test_the_effect_finder_sees_umask_and_environment_writes(tmp_path):
+  module = tmp_path / "m.py"
+  module.write_text("import os\nos.environ['A'] = '1'\nMODE = 0o666 & ~os.umask(0)\n"
+                    "def f():\n  os.umask(0)\ndef g():\n  return f\n")
+  assert import_effects(str(module)) == ["os.environ[...] =", "os.umask"]
+  module.write_text(module.read_text() + "MASK = f()\n")  # through a function of its own, called at import
+  assert import_effects(str(module))[-1] == "f() -> os.umask"
+
+
+def test_no_library_module_changes_the_process_at_import():
+  effects = {m: import_effects(p) for m, p in MODULES.items() if m.startswith("omg_cnnrnn")}
+  assert {m: e for m, e in effects.items() if e and e != IMPORT_EFFECTS_ALLOWED.get(m)} == {}

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import contextlib
+import functools
 import tempfile
 from typing import Iterator
 
@@ -48,14 +49,16 @@ def shard_name(split: str, index: int, count: int) -> str:
   return f"{check_split(split)}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def _umask() -> int:
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+  """0o666 less the umask: mkstemp makes owner-only files; prepared data is shared like any other output.
+
+  Read on the first write, not at import (reading the umask sets it for a moment: no
+  process-wide effect at import).
+  """
   mask = os.umask(0)
   os.umask(mask)
-  return mask
-
-
-# mkstemp makes owner-only files; prepared data is shared like any other output.
-_FILE_MODE = 0o666 & ~_umask()
+  return 0o666 & ~mask
 
 
 def temporary_beside(path: str, tag: str = "") -> str:
@@ -64,7 +67,7 @@ def temporary_beside(path: str, tag: str = "") -> str:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{tag}.", suffix=".tmp", dir=directory)
   os.close(fd)
-  os.chmod(tmp, _FILE_MODE)
+  os.chmod(tmp, _file_mode())
   return tmp
 
 
