@@ -94,13 +94,13 @@ def export_row(name: str, image_size: int, path: str) -> str:
 
   import tf_keras
 
-  from omg_cnnrnn import experiments, export, models
+  from omg_cnnrnn import experiments, models, serving
 
   config = experiments.get(name)
   config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_size=image_size))
   tf_keras.backend.clear_session()
   model = models.build_model(config.model, image_size=image_size)
-  return export.export_saved_model(model, config, path)
+  return serving.export_saved_model(model, config, path)
 
 
 def speed(workdir: str) -> None:

@@ -27,7 +27,7 @@ How it runs (memory does not grow with the video's length): frames are decoded a
 face tracked one at a time (`faces.FaceTracker`, the data preparation's pipeline and
 settings; crops of `--crop_size` resized to the model's input size by `data.inputs.resize_crop`,
 the training input pipeline's own resize), `--chunk_frames` frames at a time go through the
-streaming form of the network (`export.ServingModule.serve_streaming`, also the
+streaming form of the network (`serving.ServingModule.serve_streaming`, also the
 SavedModel's `serve_streaming` signature) with the GRU state carried from chunk to chunk,
 and finished rows are appended to `frames.csv`. The predictions equal those of the whole
 video in one sequence (to float rounding; tested to 1e-5). The plot and the utterance
@@ -164,23 +164,23 @@ def _postprocess_choice(path: str, config: configs.ExperimentConfig) -> tuple[po
 def _load_saved_model(path: str):
   import tensorflow as tf
 
-  from omg_cnnrnn import export
+  from omg_cnnrnn import serving
 
   try:
     loaded = tf.saved_model.load(path)
   except Exception as e:  # noqa: BLE001 - TensorFlow raises many kinds for a bad directory.
     raise ModelError(path, f"not a loadable SavedModel ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
   signatures = getattr(loaded, "signatures", {})
-  missing = [s for s in (export.STREAMING_SIGNATURE, export.INITIAL_STATE_SIGNATURE) if s not in signatures]
+  missing = [s for s in (serving.STREAMING_SIGNATURE, serving.INITIAL_STATE_SIGNATURE) if s not in signatures]
   if missing:
     raise ModelError(path, f"wrong model signature: the SavedModel lacks {missing} (has {sorted(signatures)}); "
                      "export it again with this version: python -m omg_cnnrnn.export --workdir=... --export_dir=...")
-  streaming = signatures[export.STREAMING_SIGNATURE]
+  streaming = signatures[serving.STREAMING_SIGNATURE]
   specs = streaming.structured_input_signature[1]
   frames = specs.get("frames")
   if (sorted(specs) != ["frames", "mask", "state"] or frames.dtype != tf.uint8 or frames.shape.rank != 5
       or frames.shape[-1] != 3 or frames.shape[2] != frames.shape[3]):
-    raise ModelError(path, f"wrong model signature: {export.STREAMING_SIGNATURE} takes {specs}, expected uint8 "
+    raise ModelError(path, f"wrong model signature: {serving.STREAMING_SIGNATURE} takes {specs}, expected uint8 "
                      "frames (B, T, S, S, 3), float mask (B, T) and state (B, N, U)")
   config_path = os.path.join(path, "config.json")
   if not os.path.exists(config_path):
@@ -189,7 +189,7 @@ def _load_saved_model(path: str):
   if frames.shape[2] != config.data.image_size:
     raise ModelError(path, f"config.json says image_size {config.data.image_size}, the signature takes "
                      f"{frames.shape[2]}x{frames.shape[3]} frames")
-  initial = signatures[export.INITIAL_STATE_SIGNATURE]
+  initial = signatures[serving.INITIAL_STATE_SIGNATURE]
 
   def run(f, m, s):
     return streaming(frames=tf.constant(f), mask=tf.constant(m), state=tf.constant(s))
@@ -221,7 +221,7 @@ def _load_tflite(path: str):
 def _load_workdir(path: str, which: str):
   import tensorflow as tf
 
-  from omg_cnnrnn import export, workdir
+  from omg_cnnrnn import serving, workdir
 
   _read_config(path, os.path.join(path, "config.json"))  # Names the file if it is unreadable.
   try:
@@ -230,7 +230,7 @@ def _load_workdir(path: str, which: str):
     raise ModelError(path, "no trained weights in the workdir (neither best/ nor checkpoints/)") from None
   except ValueError as e:
     raise ModelError(path, str(e)) from None
-  module = export.ServingModule(model, config)
+  module = serving.ServingModule(model, config)
 
   def run(f, m, s):
     return {k: v.numpy() for k, v in module.serve_streaming(f, m, s).items()}

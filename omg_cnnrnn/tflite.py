@@ -4,7 +4,7 @@
     omg-predict --model=<dir>/model_float32.tflite --video=clip.mp4 --output_dir=out/
 
 `omg_cnnrnn.export --tflite` writes, beside the SavedModel in `<dir>`, the
-`serve_streaming` function (`export.ServingModule`: uint8 frames, mask and state in,
+`serve_streaming` function (`serving.ServingModule`: uint8 frames, mask and state in,
 `per_frame` / `valence` / `arousal` and the next state out) converted by
 `tf.lite.TFLiteConverter` twice:
 - `model_float32.tflite`: float32 weights and arithmetic (equal to the SavedModel to float
@@ -51,7 +51,7 @@ def convert(module, chunk_frames: int = DEFAULT_CHUNK_FRAMES, quantize: bool = F
   """The flatbuffer of `module.serve_streaming` at batch 1 and `chunk_frames` frames.
 
   Args:
-    module: an `export.ServingModule`.
+    module: a `serving.ServingModule`.
     chunk_frames: frames per call (fixed in the file).
     quantize: dynamic-range quantisation (int8 weights) instead of float32.
   """

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import omg_cnnrnn
 import predict_helpers as helpers
-from omg_cnnrnn import api, export, inference
+from omg_cnnrnn import api, inference, serving
 
 SIZE = helpers.SIZE
 
@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
   config = helpers.config()
   model = helpers.model(config)
   root = tmp_path_factory.mktemp("api")
-  saved = export.export_saved_model(model, config, str(root / "saved_model"))
+  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
   workdir = root / "workdir"
   tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
   (workdir / "config.json").write_text(config.to_json())

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import batch, export, inference
+from omg_cnnrnn import batch, inference, serving
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def setup(tmp_path_factory):
   """A SavedModel and a folder: two face videos, a text file named .mp4, a truncated video."""
   root = tmp_path_factory.mktemp("batch")
   config = helpers.config()
-  saved = export.export_saved_model(helpers.model(config), config, str(root / "saved_model"))
+  saved = serving.export_saved_model(helpers.model(config), config, str(root / "saved_model"))
   clips = root / "clips"
   clips.mkdir()
   helpers.face_video(str(clips / "alpha.mp4"), frames=24, hidden=range(8, 12), seed=1)

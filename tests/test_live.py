@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import export, faces, inference, live
+from omg_cnnrnn import faces, inference, live, serving
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("live")
   config = helpers.config()
   model = helpers.model(config, seed=6)
-  saved = export.export_saved_model(model, config, str(root / "sm"))
+  saved = serving.export_saved_model(model, config, str(root / "sm"))
   video = helpers.face_video(str(root / "clip.mp4"), frames=30, hidden=range(12, 16), fps=10.0)
   return model, saved, video
 

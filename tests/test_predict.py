@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras
 
 from data_prep import synthesize, synthetic_faces
-from omg_cnnrnn import experiments, export, faces, inference, models, postprocess
+from omg_cnnrnn import experiments, faces, inference, models, postprocess, serving
 from omg_cnnrnn.data import inputs, labels, pipeline
 from omg_cnnrnn.models import cnn_rnn
 
@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
   config = _config()
   model = _model(config)
   root = tmp_path_factory.mktemp("model")
-  saved = export.export_saved_model(model, config, str(root / "saved_model"))
+  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
   workdir = root / "workdir"
   tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
   (workdir / "config.json").write_text(config.to_json())
@@ -297,7 +297,7 @@ def test_a_tuned_postprocess_json_beside_the_model_is_used(trained, tmp_path):
   model, config, _, _ = trained
   choice = postprocess.PostprocessChoice(median_window=(5, 1), smoothing_k=(10.0, 0.0), edge_mode="nearest")
   postprocess.save_choice(choice, str(tmp_path / "postprocess.json"))
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"), str(tmp_path / "postprocess.json"))
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"), str(tmp_path / "postprocess.json"))
   predictor = inference.load_predictor(path)
   assert predictor.choice.median_window == (5, 1) and predictor.choice.smoothing_k == (10.0, 0.0)
   assert predictor.choice_source == os.path.join(path, "postprocess.json")
@@ -398,7 +398,7 @@ def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_vi
   output = model.get_layer("output")
   kernel, bias = output.get_weights()
   output.set_weights([kernel * 15.0, bias])
-  saved = export.export_saved_model(model, config, str(tmp_path / "loud"))
+  saved = serving.export_saved_model(model, config, str(tmp_path / "loud"))
   segments = tmp_path / "segments.csv"
   segments.write_text("start,end\n0,1.5\n1.5,3.6\n")
   for arousal_range, lo in ((None, 0.0), ("-1,1", -1.0)):

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import omg_cnnrnn
 import predict_helpers as helpers
-from omg_cnnrnn import export, inference, tflite
+from omg_cnnrnn import inference, serving, tflite
 
 CHUNK = 5  # frames per call fixed in the files; the tests feed other counts
 
@@ -18,13 +18,13 @@ CHUNK = 5  # frames per call fixed in the files; the tests feed other counts
 def exported(tmp_path_factory):
   root = tmp_path_factory.mktemp("tflite")
   config = helpers.config()
-  path = export.export_saved_model(helpers.model(config, seed=3), config, str(root / "sm"), tflite_chunk_frames=CHUNK)
+  path = serving.export_saved_model(helpers.model(config, seed=3), config, str(root / "sm"), tflite_chunk_frames=CHUNK)
   video = helpers.face_video(str(root / "clip.mp4"), frames=24, hidden=range(9, 13))
   return path, video
 
 
 def _saved_stream(path, frames, mask, pieces):
-  sig = tf.saved_model.load(path).signatures[export.STREAMING_SIGNATURE]
+  sig = tf.saved_model.load(path).signatures[serving.STREAMING_SIGNATURE]
   state = np.zeros((1, 2, 8), np.float32)
   outs, a = [], 0
   for n in pieces:
@@ -94,7 +94,7 @@ def test_predict_runs_a_tflite_model_like_the_saved_model(exported, tmp_path):
 def test_cnn_only_rows_convert_with_a_zero_width_state(tmp_path):
   config = helpers.config(rnn_inputs=())
   model = helpers.model(config, seed=4)
-  module = export.ServingModule(model, config)
+  module = serving.ServingModule(model, config)
   (tmp_path / "m.tflite").write_bytes(tflite.convert(module, chunk_frames=4))
   runner = tflite.TFLiteStreaming(str(tmp_path / "m.tflite"))
   frames = np.random.default_rng(2).integers(0, 256, (1, 6, 32, 32, 3), dtype=np.uint8)

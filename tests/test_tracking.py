@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import export, faces, inference, postprocess, tracking
+from omg_cnnrnn import faces, inference, postprocess, serving, tracking
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def crossing(tmp_path_factory):
   path, boxes = helpers.two_faces_video(str(root / "two.mp4"), frames=40)
   config = helpers.config()
   model = helpers.model(config, seed=5)
-  saved = export.export_saved_model(model, config, str(root / "sm"))
+  saved = serving.export_saved_model(model, config, str(root / "sm"))
   return path, boxes, model, saved
 
 

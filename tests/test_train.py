@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import evaluate, experiments, export, train  # noqa: E402
+from omg_cnnrnn import evaluate, experiments, serving, train  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 
@@ -160,7 +160,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   assert os.path.exists(os.path.join(workdir, "postprocess.json"))
 
   model, config = workdir_lib.load_workdir_model(workdir)
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"),
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"),
                                    postprocess_path=os.path.join(workdir, "postprocess.json"))
   loaded = tf.saved_model.load(path)
   frames_u8 = np.random.default_rng(0).integers(0, 256, (1, 4, 32, 32, 3), dtype=np.uint8)
