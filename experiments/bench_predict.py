@@ -8,14 +8,14 @@ Speed (`--parts=speed`), per row of `--rows` at `--image_size` (random weights: 
 not depend on them), through the exported SavedModel exactly as `omg-predict` runs it:
 - inference alone: `Predictor.step` on chunks of `--chunk_frames` uint8 face crops, GRU
   state carried (after one warm-up chunk);
-- end to end: `predict.predict_video` on a synthetic `--width`x`--height` video of
+- end to end: `inference.predict_video` on a synthetic `--width`x`--height` video of
   `--e2e_seconds` at `--fps` (a real face texture, away for a tenth of the time): decoding,
   detection and tracking, cropping, the network, the median filter and `frames.csv`
   (the plot and summary after the pass are excluded). The face pipeline alone is timed
   on the same video for reference.
 
 Memory (`--parts=memory`): for each length in `--memory_minutes`, a synthetic video is
-written (frame by frame) and `predict.predict_video` runs over it in a fresh subprocess,
+written (frame by frame) and `inference.predict_video` runs over it in a fresh subprocess,
 which reports its peak RSS (`getrusage`) and its RSS sampled over the run (/proc), so
 peaks are separate per length. Flat memory: the peak and the late samples do not grow
 with the length.
@@ -97,17 +97,17 @@ def export_row(name: str, image_size: int, path: str) -> str:
 
   import tf_keras
 
-  from omg_cnnrnn import experiments, export, models
+  from omg_cnnrnn import experiments, models, serving
 
   config = experiments.get(name)
   config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_size=image_size))
   tf_keras.backend.clear_session()
   model = models.build_model(config.model, image_size=image_size)
-  return export.export_saved_model(model, config, path)
+  return serving.export_saved_model(model, config, path)
 
 
 def speed(workdir: str) -> None:
-  from omg_cnnrnn import faces, predict
+  from omg_cnnrnn import faces, inference
 
   video = os.path.join(workdir, "e2e.mp4")
   n = write_video(video, FLAGS.e2e_seconds, FLAGS.fps, FLAGS.width, FLAGS.height)
@@ -123,7 +123,7 @@ def speed(workdir: str) -> None:
   rng = np.random.default_rng(0)
   for name in FLAGS.rows:
     path = export_row(name, FLAGS.image_size, os.path.join(workdir, name.replace("/", "_")))
-    predictor = predict.load_predictor(path)
+    predictor = inference.load_predictor(path)
     crops = rng.integers(0, 256, (FLAGS.chunk_frames, FLAGS.image_size, FLAGS.image_size, 3), dtype=np.uint8)
     state = predictor.initial_state()
     _, state = predictor.step(crops, state)  # warm-up
@@ -131,7 +131,7 @@ def speed(workdir: str) -> None:
     for _ in range(FLAGS.inference_chunks):
       _, state = predictor.step(crops, state)
     infer_fps = FLAGS.inference_chunks * FLAGS.chunk_frames / (time.perf_counter() - t0)
-    summary = predict.predict_video(predictor, video, os.path.join(workdir, "out_" + name.replace("/", "_")),
+    summary = inference.predict_video(predictor, video, os.path.join(workdir, "out_" + name.replace("/", "_")),
                                     chunk_frames=FLAGS.chunk_frames)
     print(f"| {name} | {FLAGS.image_size}x{FLAGS.image_size} | {FLAGS.chunk_frames} | {infer_fps:.1f} | "
           f"{summary['frames_per_second']:.1f} |", flush=True)
@@ -147,7 +147,7 @@ def _rss_mb() -> float:
 
 def memory_child() -> None:
   """One run of predict_video; prints peak and sampled RSS as JSON."""
-  from omg_cnnrnn import predict
+  from omg_cnnrnn import inference
 
   samples = []
   stop = threading.Event()
@@ -157,12 +157,12 @@ def memory_child() -> None:
     while not stop.wait(1.0):
       samples.append((time.perf_counter() - t0, _rss_mb()))
 
-  predictor = predict.load_predictor(FLAGS.child_model)
+  predictor = inference.load_predictor(FLAGS.child_model)
   before = _rss_mb()
   thread = threading.Thread(target=sample, daemon=True)
   thread.start()
   out = tempfile.mkdtemp(prefix="bench_predict_out_")
-  summary = predict.predict_video(predictor, FLAGS.child_video, out, chunk_frames=FLAGS.chunk_frames)
+  summary = inference.predict_video(predictor, FLAGS.child_video, out, chunk_frames=FLAGS.chunk_frames)
   stop.set()
   thread.join()
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -73,6 +73,7 @@ def main(argv):
       overrides.append(f"data.sequence_length={FLAGS.sequence_length}")
     config, resolved = train.resolve_run(name, workdir, overrides)
     t0 = time.time()
+    train.configure_process()  # The process's seeds: a Trainer sets none.
     result = train.Trainer(config, workdir, FLAGS.data_dir, init_from=resolved.sources,
                            log=lambda s: None).train()
     minutes = (time.time() - t0) / 60

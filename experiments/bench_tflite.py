@@ -81,21 +81,21 @@ def run_model(predictor, utterances: list[dict], feed: int) -> tuple[np.ndarray,
 
 def main(argv):
   del argv
-  from omg_cnnrnn import export, metrics, predict, tflite, workdir
+  from omg_cnnrnn import inference, metrics, serving, tflite, workdir
   from omg_cnnrnn.hardware import matmul_peak
 
   model, config = workdir.load_workdir_model(FLAGS.workdir)
   utterances = read_split(FLAGS.data_dir, FLAGS.split)
   labels = np.array([u["labels"] for u in utterances])
   with tempfile.TemporaryDirectory() as tmp:
-    folder = export.export_saved_model(model, config, os.path.join(tmp, "sm"),
+    folder = serving.export_saved_model(model, config, os.path.join(tmp, "sm"),
                                        tflite_chunk_frames=FLAGS.chunk_frames)
     peak = matmul_peak(2048)
     models = {"saved_model": folder, "tflite float32": os.path.join(folder, tflite.FLOAT32_FILE),
               "tflite dynamic-range": os.path.join(folder, tflite.DYNAMIC_RANGE_FILE)}
     rows, reference = [], None
     for name, path in models.items():
-      predictor = predict.load_predictor(path)
+      predictor = inference.load_predictor(path)
       if predictor.kind == "tflite":
         predictor._streaming = tflite.TFLiteStreaming(path, num_threads=FLAGS.threads)
         size = os.path.getsize(path)

@@ -91,7 +91,7 @@ def main(argv):
   timings["prepare"] = time.time() - t
 
   # TensorFlow is imported only now, so the data steps above start fast in their own processes.
-  from omg_cnnrnn import evaluate, export, train
+  from omg_cnnrnn import evaluate, serving, train
   from omg_cnnrnn import workdir as workdir_lib
   from omg_cnnrnn.hardware import matmul_peak
 
@@ -109,6 +109,7 @@ def main(argv):
     print("CPU reductions: " + ", ".join(experiments.variant_overrides(f"{row}:{VARIANT}"))
           + f" (paper: 96x96, batch {config.data.batch_size} x "
           f"{80 if config.model.has_rnn else 1} frames, tens of thousands of steps, from AffWildNet)")
+    train.configure_process(FLAGS.seed)  # The process's seeds: a Trainer sets none.
     trainer = train.Trainer(config, workdir, records, seed=FLAGS.seed, eval_split="validation",
                             init_from=resolved.sources)
     results[row] = trainer.train()
@@ -121,7 +122,7 @@ def main(argv):
   result = evaluate.evaluate_workdir(train_dir, records, "validation", demo, labels_csv=labels_csv,
                                      tune_postprocess=True)
   shutil.copy(labels_csv, os.path.join(demo, "labels_validation.csv"))
-  export.export_saved_model(workdir_lib.load_workdir_model(train_dir)[0], configs[CNN_RNN],
+  serving.export_saved_model(workdir_lib.load_workdir_model(train_dir)[0], configs[CNN_RNN],
                             os.path.join(demo, "saved_model"),
                             postprocess_path=os.path.join(train_dir, "postprocess.json"))
   timings["evaluate + export"] = time.time() - t

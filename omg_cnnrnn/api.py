@@ -12,14 +12,14 @@
 
 `predict_video` runs exactly what `omg-predict` runs (the same face pipeline, the streaming
 network with its state carried chunk by chunk, the median filter, the clipping of the
-`_post` columns: `omg_cnnrnn.predict`), and returns the rows of `frames.csv` instead of
+`_post` columns: `omg_cnnrnn.inference`), and returns the rows of `frames.csv` instead of
 writing them (or writes every output too, with `output_dir`). `predict_faces` feeds crops
 straight to the network: no detection, no filter (it cannot see later frames); its state is
 the model object's own, separate from `predict_video`'s (each `predict_video` call starts
 from zeros, as a new video does).
 
 Trust: loading a SavedModel runs its graph (a program): load only trusted ones; a training
-workdir reads numbers only (`omg_cnnrnn.predict` docstring).
+workdir reads numbers only (`omg_cnnrnn.predict` docstring, Trust).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from omg_cnnrnn import faces, predict, tracking
+from omg_cnnrnn import faces, inference, postprocess, tracking
 
 FACE_COLUMNS = ("valence", "arousal", "valence_clipped", "arousal_clipped")
 
@@ -40,12 +40,12 @@ class EmotionModel:
   """A loaded model: per-frame valence and arousal of videos or of face crops.
 
   Attributes:
-    predictor: the underlying `predict.Predictor` (config, path, post-processing, ranges).
+    predictor: the underlying `inference.Predictor` (config, path, post-processing, ranges).
     face_config: detection, tracking and crop settings `predict_video` uses by default.
     chunk_frames: frames per network call (memory, not results).
   """
 
-  def __init__(self, predictor: predict.Predictor, face_config: faces.FaceConfig = faces.FaceConfig(),
+  def __init__(self, predictor: inference.Predictor, face_config: faces.FaceConfig = faces.FaceConfig(),
                chunk_frames: int = 80):
     if chunk_frames < 1:
       raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
@@ -95,15 +95,15 @@ class EmotionModel:
       max_frames: stop after this many frames (a camera never ends); not with `output_dir`.
       progress: show a tqdm bar.
       faces: "one" (one person, `target`) or "all": every person a track
-        (`predict.predict_all_faces`): then the rows are per (frame, track),
-        `predict.TRACK_FRAME_COLUMNS`.
+        (`inference.predict_all_faces`): then the rows are per (frame, track),
+        `inference.TRACK_FRAME_COLUMNS`.
       target: with faces="one", which person: "largest", "left", "right", "center", or a
         point (x, y) in pixels (the face there when faces first show).
-      **outputs: with `output_dir`, `predict.predict_video`'s `utterances`,
+      **outputs: with `output_dir`, `inference.predict_video`'s `utterances`,
         `annotated_video`, `utterance_video`.
 
     Returns:
-      One row per frame: `predict.FRAME_COLUMNS` (`frame`, `time`, `face_found`, the box,
+      One row per frame: `inference.FRAME_COLUMNS` (`frame`, `time`, `face_found`, the box,
       raw `valence`/`arousal`, median-filtered and clipped `valence_post`/`arousal_post`);
       the values are NaN where no face was found.
 
@@ -129,37 +129,37 @@ class EmotionModel:
         raise ValueError(f"faces='all' takes neither max_frames nor {sorted(outputs)}")
       with tempfile.TemporaryDirectory() as tmp:
         folder = output_dir if output_dir is not None else tmp
-        predict.predict_all_faces(self.predictor, video, folder, chunk_frames=chunk, face_config=face_config,
+        inference.predict_all_faces(self.predictor, video, folder, chunk_frames=chunk, face_config=face_config,
                                   detector=detector, progress=progress)
         return pd.read_csv(os.path.join(folder, "frames.csv"), dtype={"track": "Int64"})
-    if not predict.is_capture(video):
+    if not inference.is_capture(video):
       video = os.fspath(video)
     stream = None
     if point is not None:
-      stream = tracking.follow_point(predict._frames_of(video, predict.source_info(video)), point, face_config,
+      stream = tracking.follow_point(inference._frames_of(video, inference.source_info(video)), point, face_config,
                                      detector)
     if output_dir is not None:
       if max_frames is not None:
         raise ValueError("max_frames is not supported with output_dir (the outputs describe the whole video)")
-      predict.predict_video(self.predictor, video, output_dir, chunk_frames=chunk, face_config=face_config,
+      inference.predict_video(self.predictor, video, output_dir, chunk_frames=chunk, face_config=face_config,
                             detector=detector, progress=progress, face_stream=stream, **outputs)
       return read_frames_csv(os.path.join(output_dir, "frames.csv"))
     if outputs:
       raise ValueError(f"{sorted(outputs)} need output_dir")
     if max_frames is not None and max_frames < 1:
       raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    info = predict.source_info(video)
+    info = inference.source_info(video)
     if stream is None:
-      stream = predict.face_frames(video, face_config, detector, info)
+      stream = inference.face_frames(video, face_config, detector, info)
     if max_frames is not None:
       stream = _first(stream, max_frames)
     if progress:
       from tqdm import tqdm
 
       stream = tqdm(stream, total=max_frames or info["num_frames"] or None, unit="frame")
-    results = predict.postprocess_stream(predict.stream_predictions(self.predictor, stream, chunk),
+    results = postprocess.postprocess_stream(inference.stream_predictions(self.predictor, stream, chunk),
                                          self.predictor.choice, ranges=self.predictor.ranges)
-    return _typed(pd.DataFrame([r.row() for r in results], columns=predict.FRAME_COLUMNS))
+    return _typed(pd.DataFrame([r.row() for r in results], columns=inference.FRAME_COLUMNS))
 
   # ------------------------------------------------------------------------------- crops
   def predict_faces(self, crops) -> pd.DataFrame:
@@ -187,10 +187,10 @@ class EmotionModel:
       raise ValueError(f"predict_faces takes crops (T, H, W, 3) or one (H, W, 3), got shape {shape}")
     values = np.zeros((len(crops), 2), np.float64)
     for a in range(0, len(crops), self.chunk_frames):
-      piece = np.stack([predict.resize_crop(c, self.image_size) for c in crops[a:a + self.chunk_frames]])
+      piece = np.stack([inference.resize_crop(c, self.image_size) for c in crops[a:a + self.chunk_frames]])
       out, self._state = self.predictor.step(piece, self._state)
       values[a:a + len(piece)] = out
-    clipped = predict.clip_values(values, self.ranges)
+    clipped = inference.clip_values(values, self.ranges)
     return pd.DataFrame(np.concatenate([values, clipped], axis=1), columns=FACE_COLUMNS)
 
 
@@ -204,14 +204,14 @@ def _first(stream, n: int):
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
   table["frame"] = table["frame"].astype(np.int64)
   table["face_found"] = table["face_found"].astype(np.int64)
-  for column in predict.FRAME_COLUMNS[3:]:
+  for column in inference.FRAME_COLUMNS[3:]:
     table[column] = table[column].astype(np.float64)
   return table
 
 
 def read_frames_csv(path: str) -> pd.DataFrame:
   """A `frames.csv` as the DataFrame `predict_video` returns."""
-  return _typed(pd.read_csv(path)[list(predict.FRAME_COLUMNS)])
+  return _typed(pd.read_csv(path)[list(inference.FRAME_COLUMNS)])
 
 
 def load(path: str, which: str = "best", arousal_range=None, face_config: faces.FaceConfig = faces.FaceConfig(),
@@ -228,9 +228,9 @@ def load(path: str, which: str = "best", arousal_range=None, face_config: faces.
     chunk_frames: frames per network call.
 
   Raises:
-    predict.ModelError: no usable model at `path` (names it and why).
+    inference.ModelError: no usable model at `path` (names it and why).
   """
-  return EmotionModel(predict.load_predictor(path, which=which, arousal_range=arousal_range), face_config,
+  return EmotionModel(inference.load_predictor(path, which=which, arousal_range=arousal_range), face_config,
                       chunk_frames)
 
 

@@ -42,7 +42,8 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
-from omg_cnnrnn import faces, predict
+from omg_cnnrnn import faces, inference
+from omg_cnnrnn.data import labels
 from omg_cnnrnn.data import records as record_files
 
 INDEX_COLUMNS = ("video", "output_dir", "frames", "faces_found", "valence_mean", "valence_sd", "arousal_mean",
@@ -176,7 +177,7 @@ class _Prefetcher:
 
   def _work(self, video: str) -> None:
     try:
-      for item in predict.face_frames(video, self.face_config, self.detector):
+      for item in inference.face_frames(video, self.face_config, self.detector):
         if not self._put(video, item):
           return
       self._put(video, _END)
@@ -202,21 +203,21 @@ class _Prefetcher:
     self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_dir: str, *,
+def predict_videos(predictor: inference.Predictor, videos: Iterable[str], output_dir: str, *,
                    face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
                    chunk_frames: int = 80, num_workers: int = 0, prefetch: int = 256, progress: bool = True,
                    utterances: str | None = None, annotated_video: bool = False, faces_mode: str = "one") -> pd.DataFrame:
-  """Runs `predict.predict_video` over many videos with one loaded model; writes `index.csv`.
+  """Runs `inference.predict_video` over many videos with one loaded model; writes `index.csv`.
 
   Args:
-    predictor: from `predict.load_predictor` (loaded once for all).
+    predictor: from `inference.load_predictor` (loaded once for all).
     videos: paths (`list_videos`).
     output_dir: one folder per video inside, and `index.csv`.
-    face_config, detector, chunk_frames, utterances, annotated_video: as `predict.predict_video`.
+    face_config, detector, chunk_frames, utterances, annotated_video: as `inference.predict_video`.
     num_workers: threads running the face pipeline of upcoming videos (0: in line).
     prefetch: frames a worker may run ahead of the network.
     progress: one tqdm bar over the frames of all videos.
-    faces_mode: "one" (`predict.predict_video`) or "all" (`predict.predict_all_faces`: every
+    faces_mode: "one" (`inference.predict_video`) or "all" (`inference.predict_all_faces`: every
       person a track; the index's statistics are over every track's rows).
 
   Returns:
@@ -245,7 +246,7 @@ def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_d
       rows[i] = _row(video, folder, None, f"error: {conflict}")
       continue
     try:
-      total += predict.source_info(video)["num_frames"]  # Cheap checks first: a bad file fails here.
+      total += inference.source_info(video)["num_frames"]  # Cheap checks first: a bad file fails here.
     except faces.VideoError as e:
       rows[i] = _row(video, folder, None, f"error: {e}")
       continue
@@ -270,15 +271,15 @@ def predict_videos(predictor: predict.Predictor, videos: Iterable[str], output_d
       try:
         stream = prefetcher.frames(video) if prefetcher else None
         if faces_mode == "all":
-          summary = predict.predict_all_faces(predictor, video, folder, chunk_frames=chunk_frames,
+          summary = inference.predict_all_faces(predictor, video, folder, chunk_frames=chunk_frames,
                                               face_config=face_config, detector=detector, progress=bar or False)
         else:
-          summary = predict.predict_video(predictor, video, folder, utterances=utterances,
+          summary = inference.predict_video(predictor, video, folder, utterances=utterances,
                                           annotated_video=annotated_video, chunk_frames=chunk_frames,
                                           face_config=face_config, detector=detector, progress=bar or False,
                                           face_stream=stream)
         rows[i] = _row(video, folder, summary, "ok")
-      except (faces.VideoError, predict.UtterancesError, OSError, ValueError) as e:
+      except (faces.VideoError, labels.UtterancesError, OSError, ValueError) as e:
         rows[i] = _row(video, folder, None, f"error: {e}")
         rows[i]["seconds"] = time.perf_counter() - began
       finally:

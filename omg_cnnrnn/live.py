@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from omg_cnnrnn import faces, metrics, predict
+from omg_cnnrnn import faces, inference, metrics
 from omg_cnnrnn.data import records as record_files
 
 
@@ -127,14 +127,14 @@ def latency_summary(latencies_ms: list[float]) -> dict:
           "p99": float(np.percentile(x, 99)), "max": float(x.max()), "mean": float(x.mean())}
 
 
-def run_live(predictor: predict.Predictor, source, output_dir: str, *,
+def run_live(predictor: inference.Predictor, source, output_dir: str, *,
              face_config: faces.FaceConfig = faces.FaceConfig(), detector: faces.Detector | None = None,
              play_file: bool = False, max_frames: int | None = None, max_seconds: float | None = None,
              quiet: bool = False, printer=print) -> dict:
   """Runs the model on a live source as frames arrive; writes frames.csv and summary.json.
 
   Args:
-    predictor: from `predict.load_predictor`.
+    predictor: from `inference.load_predictor`.
     source: a camera index or URL (`is_live_source`), a video file, or an opened capture
       (released at the end).
     output_dir: created if needed; `frames.csv` is appended row by row.
@@ -152,8 +152,8 @@ def run_live(predictor: predict.Predictor, source, output_dir: str, *,
   """
   if max_frames is not None and max_frames < 1:
     raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-  name = predict.capture_name(source) if predict.is_capture(source) else str(source)
-  capture = source if predict.is_capture(source) else open_capture(source)
+  name = inference.capture_name(source) if inference.is_capture(source) else str(source)
+  capture = source if inference.is_capture(source) else open_capture(source)
   fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
   fps = fps if np.isfinite(fps) and 0 < fps < 1000 else None
   pace = fps if play_file else None
@@ -168,7 +168,7 @@ def run_live(predictor: predict.Predictor, source, output_dir: str, *,
   reader = LatestFrame(capture, pace)
   try:
     with open(frames_csv, "w", newline="") as f:
-      f.write(",".join(predict.FRAME_COLUMNS) + "\n")
+      f.write(",".join(inference.FRAME_COLUMNS) + "\n")
       f.flush()
       while max_frames is None or processed < max_frames:
         if max_seconds is not None and time.perf_counter() - reader.started > max_seconds:
@@ -183,14 +183,14 @@ def run_live(predictor: predict.Predictor, source, output_dir: str, *,
         found, box, crop = tracker.update(rgb)
         values = np.full(2, np.nan)
         if found:
-          out, state = predictor.step(predict.resize_crop(crop, predictor.image_size)[np.newaxis], state)
+          out, state = predictor.step(inference.resize_crop(crop, predictor.image_size)[np.newaxis], state)
           values = out[0].astype(np.float64)
           found_count += 1
         # A file played live keeps its own clock; a camera's or stream's frame is timed by its arrival.
         t = index / fps if play_file else arrival - reader.started
-        row = predict.FrameResult(index, t, found, np.asarray(box, np.float32), values,
-                                  predict.clip_values(values, predictor.ranges))
-        pd.DataFrame([row.row()], columns=predict.FRAME_COLUMNS).to_csv(f, header=False, index=False,
+        row = inference.FrameResult(index, t, found, np.asarray(box, np.float32), values,
+                                  inference.clip_values(values, predictor.ranges))
+        pd.DataFrame([row.row()], columns=inference.FRAME_COLUMNS).to_csv(f, header=False, index=False,
                                                                          float_format="%.8g")
         f.flush()
         latencies.append((time.perf_counter() - arrival) * 1000.0)

@@ -61,9 +61,11 @@ paper's windows when a model has no saved choice) says "fixed": validated on not
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -604,3 +606,120 @@ def search(records: list[dict], labels: pd.DataFrame, aggregate: str = "mean",
   return PostprocessChoice(median_window=tuple(windows), smoothing_k=tuple(ks), aggregate=aggregate,
                            edge_mode=tuple(modes), validation_ccc=history, search=tried,
                            procedure="search")
+
+
+# ----------------------------------------------------------- streaming (omg-predict)
+# What users read is kept in the labels' range (issue 15): the network's output is linear (as in
+# the paper), and an untrained or out-of-domain model can say |valence| > 2. The raw `valence`
+# and `arousal` columns keep the network's values; the `_post` columns are clipped.
+VALENCE_RANGE = (-1.0, 1.0)
+# SPEC "Inputs": OMG arousal labels lie in [0, 1] (Aff-Wild's in [-1, 1]); every registered row
+# trains on OMG, so that is the default; a model trained on Aff-Wild labels takes (-1, 1).
+OMG_AROUSAL_RANGE = (0.0, 1.0)
+
+
+class StreamingMedianFilter:
+  """`median_filter_frames` of a sequence that arrives in pieces.
+
+  A value is final once `max(windows) // 2` later values have arrived (or at `finish`);
+  memory holds about a window of values. Results equal filtering the whole sequence at
+  once, edge modes included.
+  """
+
+  def __init__(self, windows: tuple[int, ...], edge_modes: tuple[str, ...]):
+    self.windows, self.edge_modes = tuple(windows), tuple(edge_modes)
+    self.half = max(self.windows) // 2
+    self._reset()
+
+  def _reset(self) -> None:
+    self._values: list[np.ndarray] = []
+    self._start = 0  # index in the sequence of _values[0]
+    self._done = 0  # values before this index were returned
+
+  @property
+  def pending(self) -> int:
+    """Values pushed whose filtered value was not returned yet."""
+    return self._start + len(self._values) - self._done
+
+  def push(self, values: np.ndarray) -> np.ndarray:
+    """Adds values `[k, D]`; returns the filtered values that became final, in order."""
+    self._values.extend(np.asarray(values, np.float64).reshape(-1, len(self.windows)))
+    return self._emit(final=False)
+
+  def finish(self) -> np.ndarray:
+    """The remaining filtered values (the sequence ends here); the filter starts afresh."""
+    out = self._emit(final=True)
+    self._reset()
+    return out
+
+  def _emit(self, final: bool) -> np.ndarray:
+    total = self._start + len(self._values)
+    stop = total if final else total - self.half
+    if stop <= self._done:
+      return np.zeros((0, len(self.windows)))
+    # Rows in [done, stop) see neither padded end that the buffer adds and the whole
+    # sequence would not: `half` values before them are kept (or the sequence starts
+    # there), and `half` after them have arrived (or the sequence ends there).
+    filtered = median_filter_frames(np.stack(self._values), None, self.windows, self.edge_modes)
+    out = filtered[self._done - self._start:stop - self._start]
+    self._done = stop
+    keep = max(self._start, stop - self.half)
+    del self._values[:keep - self._start]
+    self._start = keep
+    return out
+
+
+def clip_values(values: np.ndarray, ranges) -> np.ndarray:
+  """`[..., 2]` valence, arousal clipped to `ranges` ((lo, hi) each); NaN stays NaN."""
+  values = np.asarray(values, np.float64)
+  lo = np.array([r[0] for r in ranges], np.float64)
+  hi = np.array([r[1] for r in ranges], np.float64)
+  return np.clip(values, lo, hi)
+
+
+def postprocess_stream(results: Iterable, choice: PostprocessChoice,
+                       max_gap: int | None = None, ranges=None) -> Iterator:
+  """Fills `post` with the median filter of the frames with a face, keeping frame order.
+
+  Args:
+    results: `inference.FrameResult`s in frame order (from `inference.stream_predictions`):
+      `face_found`, `prediction` are read, `post` and `post_ready` set.
+    choice: its `median_window` and `edge_mode` per dimension are used.
+    max_gap: face-less frames after which the filter restarts (default: the longest
+      window), which bounds how long a row waits for its value.
+    ranges: ((lo, hi) valence, (lo, hi) arousal) the filtered values are clipped to
+      (`Predictor.ranges`); None: not clipped. A median filter commutes with clipping, so
+      this equals filtering the clipped values.
+  """
+  median = StreamingMedianFilter(choice.median_window, choice.edge_mode)
+  max_gap = max(choice.median_window) if max_gap is None else max_gap
+  queue: collections.deque = collections.deque()
+  waiting: collections.deque = collections.deque()
+  gap = 0
+
+  def assign(values):
+    if ranges is not None and len(values):
+      values = clip_values(values, ranges)
+    for v in values:
+      r = waiting.popleft()
+      r.post, r.post_ready = v, True
+
+  def ready():
+    while queue and (not queue[0].face_found or queue[0].post_ready):
+      yield queue.popleft()
+
+  for r in results:
+    queue.append(r)
+    if r.face_found:
+      gap = 0
+      waiting.append(r)
+      assign(median.push(r.prediction[np.newaxis]))
+    else:
+      gap += 1
+      if gap > max_gap and median.pending:
+        assign(median.finish())
+    yield from ready()
+  assign(median.finish())
+  yield from ready()
+  assert not queue and not waiting
+

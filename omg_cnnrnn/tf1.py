@@ -587,7 +587,7 @@ def convert(output_dir: str, released_model: str, checkpoint: str | None = None,
   Returns:
     The report written to `conversion_report.json`.
   """
-  from omg_cnnrnn import experiments, export, models  # Lazy: keep `import omg_cnnrnn.tf1` light.
+  from omg_cnnrnn import experiments, models, serving  # Lazy: keep `import omg_cnnrnn.tf1` light.
 
   if checkpoint is None and vggface_h5 is None:
     raise ValueError("nothing to convert: give --checkpoint and/or --vggface_h5")
@@ -611,7 +611,7 @@ def convert(output_dir: str, released_model: str, checkpoint: str | None = None,
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), os.path.join(output_dir, "checkpoints"),
                                        max_to_keep=1)
   report["checkpoint"] = manager.save(checkpoint_number=0)
-  report["saved_model"] = export.export_saved_model(model, config, os.path.join(output_dir, "saved_model"))
+  report["saved_model"] = serving.export_saved_model(model, config, os.path.join(output_dir, "saved_model"))
   with open(os.path.join(output_dir, "conversion_report.json"), "w") as f:
     json.dump(report, f, indent=2)
   return report

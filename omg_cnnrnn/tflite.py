@@ -4,7 +4,7 @@
     omg-predict --model=<dir>/model_float32.tflite --video=clip.mp4 --output_dir=out/
 
 `omg_cnnrnn.export --tflite` writes, beside the SavedModel in `<dir>`, the
-`serve_streaming` function (`export.ServingModule`: uint8 frames, mask and state in,
+`serve_streaming` function (`serving.ServingModule`: uint8 frames, mask and state in,
 `per_frame` / `valence` / `arousal` and the next state out) converted by
 `tf.lite.TFLiteConverter` twice:
 - `model_float32.tflite`: float32 weights and arithmetic (equal to the SavedModel to float
@@ -18,7 +18,7 @@ needed on a phone). `TFLiteStreaming` runs any number of frames by calling it ch
 and padding the last chunk with mask-0 frames, which the network skips exactly (they carry
 the state unchanged), so the results do not depend on `chunk_frames`. `config.json` and
 `postprocess.json` in the same folder say what the model is and how to post-process it;
-`omg_cnnrnn.predict` and `omg_cnnrnn.load` read a `.tflite` with them.
+`omg_cnnrnn.inference` and `omg_cnnrnn.load` read a `.tflite` with them.
 
 A `.tflite` file holds a flatbuffer of builtin operators and weights: running it executes no
 code from the file (unlike a SavedModel's graph, which may read and write files).
@@ -51,7 +51,7 @@ def convert(module, chunk_frames: int = DEFAULT_CHUNK_FRAMES, quantize: bool = F
   """The flatbuffer of `module.serve_streaming` at batch 1 and `chunk_frames` frames.
 
   Args:
-    module: an `export.ServingModule`.
+    module: a `serving.ServingModule`.
     chunk_frames: frames per call (fixed in the file).
     quantize: dynamic-range quantisation (int8 weights) instead of float32.
   """

@@ -28,6 +28,7 @@ OMG: pass both workdirs as two `--init_from`s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -53,6 +54,34 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
   tf_keras.backend.experimental.enable_tf_random_generator()
   if deterministic:
     tf.config.experimental.enable_op_determinism()
+
+
+def configure_process(seed: int = 0, deterministic: bool = False, precision: str = "float32") -> None:
+  """The process-wide settings of a training run; the main sets them, before building a `Trainer`.
+
+  Global seeds (Python, NumPy, TF: the model's initial weights and dropout generators draw
+  from them, so set them again before each Trainer that must start like another), TF op
+  determinism (`deterministic`; it stays on for the process) and the Keras dtype policy
+  (`precision`, `distribute.set_precision`). A `Trainer` sets none of them itself; tests
+  that change them restore them with `restoring_process_settings`.
+  """
+  set_seed(seed, deterministic)
+  distribute.set_precision(precision)
+
+
+@contextlib.contextmanager
+def restoring_process_settings():
+  """Puts op determinism and the Keras dtype policy back as they were after the block (tests)."""
+  from tensorflow.python.framework import config as tf_config  # Only here: the public API cannot turn it off.
+
+  was_deterministic = tf_config.is_op_determinism_enabled()
+  policy = tf_keras.mixed_precision.global_policy()
+  try:
+    yield
+  finally:
+    if not was_deterministic:
+      tf_config.disable_op_determinism()
+    tf_keras.mixed_precision.set_global_policy(policy)
 
 
 def _random_generators(model: tf_keras.Model) -> list:
@@ -179,13 +208,15 @@ class Trainer:
   mirrored/multi-worker strategies model, optimizer and step are restored and the
   input stream restarts with the seed `seed + step` (distributed iterators are
   per worker, and a chief-written iterator state cannot restore another worker's).
+
+  No process-wide effect: `seed` seeds the input pipeline only; global seeds, op determinism
+  and the mixed-precision policy are `configure_process`'s, which the main calls first.
   """
 
   def __init__(self, config: configs.ExperimentConfig, workdir: str, data_dir: str, seed: int = 0,
                train_split: str = "train", eval_split: str | None = "validation",
-               init_from: Sequence[str] = (), deterministic: bool = False, log=print,
-               strategy: str | tf.distribute.Strategy = "default", precision: str = "float32",
-               jit_compile: bool = False):
+               init_from: Sequence[str] = (), log=print,
+               strategy: str | tf.distribute.Strategy = "default", jit_compile: bool = False):
     self.config = config
     self.workdir = workdir
     self.data_dir = data_dir
@@ -198,8 +229,9 @@ class Trainer:
     self.per_replica_batch = distribute.per_replica_batch(config.data.batch_size, self.strategy)
     os.makedirs(workdir, exist_ok=True)
     self._check_or_write_config()
-    set_seed(seed, deterministic)
-    distribute.set_precision(precision)
+    # Seeds, op determinism and the dtype policy are the process's (`configure_process`, run by
+    # the main): the model is built under the policy in force, mixed_float16 with loss scaling.
+    precision = tf_keras.mixed_precision.global_policy().name
 
     size = config.data.image_size
     with self.strategy.scope():
@@ -483,9 +515,10 @@ def main(argv):
   if resolved.kind == "scratch":
     print("from-scratch recipe: " + ", ".join(f"{k}={v}" for k, v in config.scratch_recipe.overrides().items())
           + " (overrides on top)", flush=True)
+  configure_process(f.seed, deterministic=f.deterministic, precision=f.precision)
   trainer = Trainer(config, f.workdir, f.data_dir, seed=f.seed, train_split=f.train_split,
-                    eval_split=f.eval_split or None, init_from=resolved.sources, deterministic=f.deterministic,
-                    strategy=f.strategy, precision=f.precision, jit_compile=f.jit_compile)
+                    eval_split=f.eval_split or None, init_from=resolved.sources, strategy=f.strategy,
+                    jit_compile=f.jit_compile)
   result = trainer.train()
   print(json.dumps(result, indent=2, default=str))
 

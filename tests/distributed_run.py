@@ -18,6 +18,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+# The package of this checkout (run as a script, sys.path[0] is tests/: an installed copy elsewhere would win).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _logical_cpus(n: int) -> None:
   cpu = tf.config.list_physical_devices("CPU")[0]
@@ -94,6 +97,7 @@ def mirrored(out_path: str) -> None:
   for global_batch in (2, 4):
     config = _no_dropout(experiments.get("testing"))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=global_batch))
+    train.configure_process()
     trainer = train.Trainer(config, tempfile.mkdtemp(), data_dir, eval_split=None, strategy=strategy,
                             log=lambda s: None)
     size, t = config.data.image_size, config.data.sequence_length
@@ -131,6 +135,7 @@ def worker(data_dir: str, workdir: str, num_steps: int, out_path: str) -> None:
   config = configs.override(experiments.get("testing"), {
       "train.num_steps": 6, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0,
       "data.batch_size": 4})
+  train.configure_process()
   trainer = train.Trainer(config, workdir, data_dir, eval_split=None, strategy="multi_worker",
                           log=lambda s: print(s, flush=True))
   result = trainer.train(num_steps=num_steps)

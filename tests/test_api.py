@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import omg_cnnrnn
 import predict_helpers as helpers
-from omg_cnnrnn import api, export, predict
+from omg_cnnrnn import api, inference, serving
 
 SIZE = helpers.SIZE
 
@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
   config = helpers.config()
   model = helpers.model(config)
   root = tmp_path_factory.mktemp("api")
-  saved = export.export_saved_model(model, config, str(root / "saved_model"))
+  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
   workdir = root / "workdir"
   tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
   (workdir / "config.json").write_text(config.to_json())
@@ -34,7 +34,7 @@ def test_load_returns_a_model_for_saved_models_and_workdirs(trained):
     assert isinstance(model, api.EmotionModel) and model.predictor.kind == kind
     assert model.image_size == SIZE and model.ranges == ((-1.0, 1.0), (0.0, 1.0))
   assert omg_cnnrnn.load(saved, arousal_range=(-1, 1)).ranges[1] == (-1.0, 1.0)
-  with pytest.raises(predict.ModelError, match="nowhere: model not found"):
+  with pytest.raises(inference.ModelError, match="nowhere: model not found"):
     omg_cnnrnn.load(workdir + "/nowhere")
 
 
@@ -42,10 +42,10 @@ def test_predict_video_returns_the_rows_of_frames_csv(trained, tmp_path):
   _, saved, _, video = trained
   model = omg_cnnrnn.load(saved, chunk_frames=7)
   table = model.predict_video(video)
-  assert list(table.columns) == list(predict.FRAME_COLUMNS) and len(table) == 30
+  assert list(table.columns) == list(inference.FRAME_COLUMNS) and len(table) == 30
   assert table["frame"].dtype == np.int64 and list(table["frame"]) == list(range(30))
   # The same as omg-predict's frames.csv, and as the frames.csv written through output_dir.
-  predict.predict_video(model.predictor, video, str(tmp_path / "cli"), chunk_frames=16)
+  inference.predict_video(model.predictor, video, str(tmp_path / "cli"), chunk_frames=16)
   written = pd.read_csv(tmp_path / "cli" / "frames.csv")
   pd.testing.assert_frame_equal(table, api.read_frames_csv(str(tmp_path / "cli" / "frames.csv")), atol=1e-6,
                                 check_dtype=False)
@@ -92,7 +92,7 @@ def test_predict_faces_carries_the_state_between_calls(trained):
     assert list(got.columns) == list(api.FACE_COLUMNS) and len(got) == 11
     np.testing.assert_allclose(got[["valence", "arousal"]].to_numpy(), whole, atol=1e-5)
     np.testing.assert_allclose(got[["valence_clipped", "arousal_clipped"]].to_numpy(),
-                               predict.clip_values(whole, model.ranges), atol=1e-5)
+                               inference.clip_values(whole, model.ranges), atol=1e-5)
     assert np.abs(model.state).max() > 0
     # Without the carried state the same crops give other values; reset() starts afresh.
     fresh = omg_cnnrnn.load(path).predict_faces(crops[5:])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import batch, export, predict
+from omg_cnnrnn import batch, inference, serving
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def setup(tmp_path_factory):
   """A SavedModel and a folder: two face videos, a text file named .mp4, a truncated video."""
   root = tmp_path_factory.mktemp("batch")
   config = helpers.config()
-  saved = export.export_saved_model(helpers.model(config), config, str(root / "saved_model"))
+  saved = serving.export_saved_model(helpers.model(config), config, str(root / "saved_model"))
   clips = root / "clips"
   clips.mkdir()
   helpers.face_video(str(clips / "alpha.mp4"), frames=24, hidden=range(8, 12), seed=1)
@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
 
 
 def _run(saved, videos, out, **kwargs):
-  predictor = predict.load_predictor(saved)
+  predictor = inference.load_predictor(saved)
   return batch.predict_videos(predictor, videos, str(out), progress=False, chunk_frames=8, **kwargs)
 
 
@@ -51,7 +51,7 @@ def test_each_video_gets_a_folder_and_a_row_and_bad_ones_are_named(setup, tmp_pa
   # Each video's folder = omg-predict on that video alone; the index holds its counts and statistics.
   for name, frames in (("alpha", 24), ("beta", 18)):
     alone = tmp_path / f"alone_{name}"
-    predict.predict_video(predict.load_predictor(saved), str(clips / f"{name}.mp4"), str(alone), chunk_frames=8)
+    inference.predict_video(inference.load_predictor(saved), str(clips / f"{name}.mp4"), str(alone), chunk_frames=8)
     got = pd.read_csv(tmp_path / "out" / name / "frames.csv")
     pd.testing.assert_frame_equal(got, pd.read_csv(alone / "frames.csv"))
     row = index[index["video"].str.endswith(f"{name}.mp4")].iloc[0]
@@ -152,7 +152,7 @@ def test_every_face_of_many_videos(setup, tmp_path):
   assert list(index["status"]) == ["ok", "ok"]
   for name, tracks in (("two", {1, 2}), ("beta", {1})):
     table = pd.read_csv(tmp_path / "out" / name / "frames.csv")
-    assert list(table.columns) == list(predict.TRACK_FRAME_COLUMNS) and set(table["track"].dropna()) == tracks
+    assert list(table.columns) == list(inference.TRACK_FRAME_COLUMNS) and set(table["track"].dropna()) == tracks
     row = index[index["video"].str.endswith(f"{name}.mp4")].iloc[0]
     found = table["face_found"] == 1
     assert row["faces_found"] == table.loc[found, "frame"].nunique()

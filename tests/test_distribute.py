@@ -160,8 +160,9 @@ def test_precision_and_xla_switches_train(tmp_path, precision, jit):
   config = tiny(experiments.get("testing"), {
       "train.num_steps": 2, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0})
   try:
+    train.configure_process(precision=precision)
     trainer = train.Trainer(config, str(tmp_path / "wd"), str(tmp_path / "data"), eval_split=None,
-                            precision=precision, jit_compile=jit, log=lambda s: None)
+                            jit_compile=jit, log=lambda s: None)
     before = [w.numpy().copy() for w in trainer.model.trainable_weights]
     trainer.train()
     compute_dtype = trainer.model.get_layer("vgg16").get_layer("conv1_1").compute_dtype

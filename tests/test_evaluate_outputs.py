@@ -23,6 +23,7 @@ def run(tmp_path_factory):
   labels = fake_data.write_split(str(root / "records"), "validation", num_videos=3, seed=1)
   labels.to_csv(root / "labels.csv", index=False)
   config = tiny(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
+  train.configure_process()
   train.Trainer(config, str(root / "wd"), str(root / "records"), eval_split=None, log=lambda s: None).train()
   return root, labels
 

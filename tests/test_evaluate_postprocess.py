@@ -46,6 +46,7 @@ def workdir(tmp_path_factory):
   labels = fake_data.write_split(str(root / "records"), "validation", num_videos=4, seed=1)
   labels.to_csv(root / "labels.csv", index=False)
   config = tiny(experiments.get("testing"), {"train.eval_every_steps": 0})
+  train.configure_process()
   train.Trainer(config, str(root / "wd"), str(root / "records"), eval_split=None, log=lambda s: None).train()
   return root
 

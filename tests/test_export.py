@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from omg_cnnrnn import experiments, export, losses, models
+from omg_cnnrnn import experiments, losses, models, serving
 
 
 def _model():
@@ -21,7 +21,7 @@ def _model():
 
 def test_saved_model_matches_keras_outputs(tmp_path):
   model, config = _model()
-  path = export.export_saved_model(model, config, str(tmp_path / "saved_model"))
+  path = serving.export_saved_model(model, config, str(tmp_path / "saved_model"))
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (2, 5, 32, 32, 3), dtype=np.uint8)
   mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0]], np.float32)
@@ -46,7 +46,7 @@ def test_saved_model_matches_keras_outputs(tmp_path):
 
 def test_saved_model_loads_without_the_package(tmp_path):
   model, config = _model()
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"))
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"))
   frames = np.full((1, 3, 32, 32, 3), 77, np.uint8)
   expected = model({"frames": (frames.astype(np.float32) - 128) / 128, "mask": np.ones((1, 3), np.float32)},
                    training=False).numpy()
@@ -83,7 +83,7 @@ def _stream(signature, frames, mask, state, chunk):
 
 def test_streaming_signature_equals_whole_sequence(tmp_path):
   model, config = _model()
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"))
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"))
   loaded = tf.saved_model.load(path)
   rng = np.random.default_rng(1)
   frames = rng.integers(0, 256, (2, 13, 32, 32, 3), dtype=np.uint8)
@@ -91,16 +91,16 @@ def test_streaming_signature_equals_whole_sequence(tmp_path):
   mask[0, 4:9] = 0  # face lost across a chunk boundary
   mask[1, 10:] = 0  # ... and at the end
   whole = loaded.signatures["serve_with_mask"](frames=tf.constant(frames), mask=tf.constant(mask))["per_frame"]
-  state = loaded.signatures[export.INITIAL_STATE_SIGNATURE](batch_size=tf.constant(2))["state"].numpy()
+  state = loaded.signatures[serving.INITIAL_STATE_SIGNATURE](batch_size=tf.constant(2))["state"].numpy()
   # testing row: one RNN branch of 2 GRU layers of 8 units.
   assert state.shape == (2, 2, 8) and not state.any()
-  streamed, final = _stream(loaded.signatures[export.STREAMING_SIGNATURE], frames, mask, state, chunk=3)
+  streamed, final = _stream(loaded.signatures[serving.STREAMING_SIGNATURE], frames, mask, state, chunk=3)
   valid = mask > 0
   np.testing.assert_allclose(streamed[valid], whole.numpy()[valid], atol=1e-5)
   assert np.abs(final).max() > 0
 
   # A chunk without any face hands its input state back unchanged.
-  sig = loaded.signatures[export.STREAMING_SIGNATURE]
+  sig = loaded.signatures[serving.STREAMING_SIGNATURE]
   out = sig(frames=tf.constant(frames[:, :4]), mask=tf.zeros((2, 4)), state=tf.constant(final))
   np.testing.assert_array_equal(out["state"].numpy(), final)
   # The state shape is fixed by the signature: a wrong one is refused.
@@ -110,7 +110,7 @@ def test_streaming_signature_equals_whole_sequence(tmp_path):
 
 def test_saved_model_holds_one_copy_of_the_weights(tmp_path):
   model, config = _model()
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"))
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"))
   stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
   # Dropout RNG states (tf.random.Generator, present once train.set_seed has run) are not weights.
   weights = [shape for name, shape in stored if "OBJECT_GRAPH" not in name and "_random_generator" not in name]
@@ -120,12 +120,12 @@ def test_saved_model_holds_one_copy_of_the_weights(tmp_path):
 def test_cnn_only_streaming_has_a_zero_width_state(tmp_path):
   config = _cnn_only_config()
   model = models.build_model(config.model, image_size=32)
-  loaded = tf.saved_model.load(export.export_saved_model(model, config, str(tmp_path / "sm")))
-  state = loaded.signatures[export.INITIAL_STATE_SIGNATURE](batch_size=tf.constant(1))["state"].numpy()
+  loaded = tf.saved_model.load(serving.export_saved_model(model, config, str(tmp_path / "sm")))
+  state = loaded.signatures[serving.INITIAL_STATE_SIGNATURE](batch_size=tf.constant(1))["state"].numpy()
   assert state.shape == (1, 0, config.model.rnn_units)
   frames = np.random.default_rng(2).integers(0, 256, (1, 5, 32, 32, 3), dtype=np.uint8)
   mask = np.ones((1, 5), np.float32)
-  streamed, final = _stream(loaded.signatures[export.STREAMING_SIGNATURE], frames, mask, state, chunk=2)
+  streamed, final = _stream(loaded.signatures[serving.STREAMING_SIGNATURE], frames, mask, state, chunk=2)
   expected = model({"frames": (frames.astype(np.float32) - 128) / 128, "mask": mask}, training=False).numpy()
   np.testing.assert_allclose(streamed, expected, rtol=1e-5, atol=1e-6)
   assert final.shape == (1, 0, config.model.rnn_units)
@@ -147,31 +147,31 @@ def test_export_refuses_a_folder_it_did_not_write(tmp_path):
   (workdir / "checkpoints").mkdir(parents=True)
   (workdir / "checkpoints" / "ckpt-4.index").write_bytes(b"x")
   (workdir / "config.json").write_text(config.to_json())
-  with pytest.raises(export.ExportDirError, match=f"--export_dir={workdir}: a non-empty folder that is not a "
+  with pytest.raises(serving.ExportDirError, match=f"--export_dir={workdir}: a non-empty folder that is not a "
                                                   r"SavedModel written by omg_cnnrnn.export \(holds \['checkpoints'\]"):
-    export.export_saved_model(model, config, str(workdir))
+    serving.export_saved_model(model, config, str(workdir))
   assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json"]
   assert os.listdir(workdir / "checkpoints") == ["ckpt-4.index"]
   notes = tmp_path / "notes"
   notes.mkdir()
   (notes / "saved_model.pb").write_bytes(b"")  # Only our file names, but no config.json: not ours either.
-  with pytest.raises(export.ExportDirError, match=r"lacks \['config.json'\]"):
-    export.export_saved_model(model, config, str(notes))
+  with pytest.raises(serving.ExportDirError, match=r"lacks \['config.json'\]"):
+    serving.export_saved_model(model, config, str(notes))
   (tmp_path / "file").write_text("x")
-  with pytest.raises(export.ExportDirError, match="is not a folder"):
-    export.export_saved_model(model, config, str(tmp_path / "file"))
+  with pytest.raises(serving.ExportDirError, match="is not a folder"):
+    serving.export_saved_model(model, config, str(tmp_path / "file"))
   assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # nothing written beside them
   (tmp_path / "empty").mkdir()
-  export.export_saved_model(model, config, str(tmp_path / "empty"))  # an empty folder is fine
+  serving.export_saved_model(model, config, str(tmp_path / "empty"))  # an empty folder is fine
 
 
 def test_reexport_swaps_the_new_model_in_and_a_failed_one_keeps_the_old(tmp_path, monkeypatch):
   frames = np.random.default_rng(1).integers(0, 256, (1, 3, 32, 32, 3), dtype=np.uint8)
   first, config = _seeded_model(1)
   second, _ = _seeded_model(2)
-  path = export.export_saved_model(first, config, str(tmp_path / "sm"))
+  path = serving.export_saved_model(first, config, str(tmp_path / "sm"))
   want_first = _outputs(path, frames)
-  export.export_saved_model(second, config, str(tmp_path / "sm"))
+  serving.export_saved_model(second, config, str(tmp_path / "sm"))
   want_second = _outputs(path, frames)
   assert not np.allclose(want_first, want_second)
   assert sorted(os.listdir(tmp_path)) == ["sm"]  # the old one deleted, no temporary folders
@@ -184,7 +184,7 @@ def test_reexport_swaps_the_new_model_in_and_a_failed_one_keeps_the_old(tmp_path
 
   monkeypatch.setattr(tf.saved_model, "save", killed_midway)
   with pytest.raises(KeyboardInterrupt):
-    export.export_saved_model(first, config, path)
+    serving.export_saved_model(first, config, path)
   monkeypatch.undo()
   np.testing.assert_array_equal(_outputs(path, frames), want_second)
   assert sorted(os.listdir(tmp_path)) == ["sm"]
@@ -193,7 +193,7 @@ def test_reexport_swaps_the_new_model_in_and_a_failed_one_keeps_the_old(tmp_path
   # beside a half-written new one: the next export puts the old one back before it starts.
   os.replace(path, tmp_path / ".sm.old-999999999-0000abcd")
   (tmp_path / ".sm.new-999999999-0000abcd").mkdir()
-  export._recover(path)
+  serving._recover(path)
   np.testing.assert_array_equal(_outputs(path, frames), want_second)
   assert sorted(os.listdir(tmp_path)) == ["sm"]
 

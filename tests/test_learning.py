@@ -33,6 +33,7 @@ def trend(tmp_path_factory):
 
 
 def _run(config, workdir, data, init_from=()):
+  train.configure_process()
   trainer = train.Trainer(config, workdir, data, eval_split=None, init_from=init_from, log=lambda s: None)
   trainer.train()
   return trainer.evaluate_split("validation")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import export, faces, live, predict
+from omg_cnnrnn import faces, inference, live, serving
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("live")
   config = helpers.config()
   model = helpers.model(config, seed=6)
-  saved = export.export_saved_model(model, config, str(root / "sm"))
+  saved = serving.export_saved_model(model, config, str(root / "sm"))
   video = helpers.face_video(str(root / "clip.mp4"), frames=30, hidden=range(12, 16), fps=10.0)
   return model, saved, video
 
@@ -32,7 +32,7 @@ def _check_rows_equal_the_processed_frames(model, video, table):
   crops, found = [], []
   for index in table["frame"]:
     ok, _, crop = tracker.update(cv2.cvtColor(every[index], cv2.COLOR_BGR2RGB))
-    crops.append(predict.resize_crop(crop, helpers.SIZE))
+    crops.append(inference.resize_crop(crop, helpers.SIZE))
     found.append(ok)
   found = np.array(found)
   np.testing.assert_array_equal(table["face_found"].to_numpy() == 1, found)
@@ -40,13 +40,13 @@ def _check_rows_equal_the_processed_frames(model, video, table):
                 training=False).numpy()[0]
   np.testing.assert_allclose(table.loc[found, ["valence", "arousal"]].to_numpy(), whole[found], atol=1e-5)
   np.testing.assert_allclose(table.loc[found, ["valence_post", "arousal_post"]].to_numpy(),
-                             predict.clip_values(whole[found], ((-1, 1), (0, 1))), atol=1e-5)
+                             inference.clip_values(whole[found], ((-1, 1), (0, 1))), atol=1e-5)
 
 
 def test_a_file_played_at_its_frame_rate(setup, tmp_path):
   model, saved, video = setup
   printed = []
-  summary = live.run_live(predict.load_predictor(saved), video, str(tmp_path), play_file=True, printer=printed.append)
+  summary = live.run_live(inference.load_predictor(saved), video, str(tmp_path), play_file=True, printer=printed.append)
   table = pd.read_csv(tmp_path / "frames.csv")
   assert summary["frames_arrived"] == 30 == summary["frames_processed"] + summary["frames_dropped"]
   assert len(table) == summary["frames_processed"] == len(printed) and (np.diff(table["frame"]) > 0).all()
@@ -60,7 +60,7 @@ def test_a_file_played_at_its_frame_rate(setup, tmp_path):
 
 def test_frames_are_dropped_and_counted_when_the_model_falls_behind(setup, tmp_path):
   model, saved, video = setup
-  predictor = predict.load_predictor(saved)
+  predictor = inference.load_predictor(saved)
   fast_step = predictor.step
 
   def slow_step(crops, state):  # a model far slower than the 10 frames/s the file plays at
@@ -81,7 +81,7 @@ def test_live_sources_are_recognised_and_bad_ones_named(setup, tmp_path):
   with pytest.raises(faces.VideoError, match="97: OpenCV cannot open this camera"):
     live.open_capture("97")
   with pytest.raises(faces.VideoError, match="missing.mp4: OpenCV cannot open this video"):
-    live.run_live(predict.load_predictor(setup[1]), str(tmp_path / "missing.mp4"), str(tmp_path), play_file=True)
+    live.run_live(inference.load_predictor(setup[1]), str(tmp_path / "missing.mp4"), str(tmp_path), play_file=True)
 
 
 def test_command_line_live(setup, tmp_path):

@@ -13,7 +13,8 @@ import tensorflow as tf
 import tf_keras
 
 from data_prep import synthesize, synthetic_faces
-from omg_cnnrnn import experiments, export, faces, models, postprocess, predict
+from omg_cnnrnn import experiments, faces, inference, models, postprocess, serving
+from omg_cnnrnn.data import inputs, labels, pipeline
 from omg_cnnrnn.models import cnn_rnn
 
 SIZE = 32  # the testing row's input size
@@ -51,7 +52,7 @@ def trained(tmp_path_factory):
   config = _config()
   model = _model(config)
   root = tmp_path_factory.mktemp("model")
-  saved = export.export_saved_model(model, config, str(root / "saved_model"))
+  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
   workdir = root / "workdir"
   tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
   (workdir / "config.json").write_text(config.to_json())
@@ -109,13 +110,13 @@ def test_streaming_twin_refuses_weights_of_another_network():
 def test_faceless_frames_are_skipped_not_fed(trained):
   """Dropping face-less frames before the network (what predict does) = masking them."""
   model, config, saved, _ = trained
-  predictor = predict.load_predictor(saved)
+  predictor = inference.load_predictor(saved)
   rng = np.random.default_rng(3)
   crops = rng.integers(0, 256, (20, SIZE, SIZE, 3), dtype=np.uint8)
   found = np.ones(20, bool)
   found[5:12] = False
   stream = [(i / 10, f, np.zeros(4), c) for i, (f, c) in enumerate(zip(found, crops))]
-  rows = list(predict.stream_predictions(predictor, stream, chunk_frames=3))
+  rows = list(inference.stream_predictions(predictor, stream, chunk_frames=3))
   got = np.array([r.prediction for r in rows])
   whole = model({"frames": _scaled(crops)[None], "mask": found[None].astype(np.float32)}, training=False).numpy()[0]
   np.testing.assert_allclose(got[found], whole[found], atol=1e-5)
@@ -123,13 +124,34 @@ def test_faceless_frames_are_skipped_not_fed(trained):
   assert [r.frame for r in rows] == list(range(20))
 
 
+@pytest.mark.parametrize("side", [SIZE, 3 * SIZE, 45])
+def test_one_crop_gives_the_same_numbers_in_training_the_saved_model_and_predict(trained, side):
+  # issue 13: one crop -> network-input function (`data.inputs`) for the three paths.
+  model, _, saved, _ = trained
+  crop = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+  jpeg = tf.io.encode_jpeg(crop, quality=95)
+  decoded = tf.io.decode_jpeg(jpeg, channels=3).numpy()  # the crop as training reads it from a record
+  trained_on = pipeline.scale_frames(tf.stack([jpeg, jpeg]), SIZE).numpy()
+  resized = inference.resize_crop(decoded, SIZE)  # predict's crop, what the SavedModel takes
+  assert resized.dtype == np.uint8 and resized.shape == (SIZE, SIZE, 3)
+  np.testing.assert_allclose(trained_on, np.stack([inputs.network_input(decoded, SIZE).numpy()] * 2), atol=1e-6)
+  np.testing.assert_allclose(trained_on[0], (resized.astype(np.float32) - 128.0) / 128.0, atol=1e-6)
+  want = model({"frames": trained_on[np.newaxis], "mask": np.ones((1, 2), np.float32)}, training=False).numpy()[0]
+  assert np.ptp(want) > 1e-3 or abs(want).max() > 1e-3
+  served = tf.saved_model.load(saved).signatures["serving_default"](frames=tf.constant(np.stack([resized] * 2)[None]))
+  np.testing.assert_allclose(served["per_frame"].numpy()[0], want, atol=1e-5)
+  predictor = inference.load_predictor(saved)
+  rows = list(inference.stream_predictions(predictor, [(0.0, True, np.zeros(4), decoded)] * 2, chunk_frames=2))
+  np.testing.assert_allclose(np.stack([r.prediction for r in rows]), want, atol=1e-5)
+
+
 def test_workdir_and_saved_model_predict_alike(trained):
   _, _, saved, workdir = trained
   rng = np.random.default_rng(4)
   crops = rng.integers(0, 256, (9, SIZE, SIZE, 3), dtype=np.uint8)
   stream = [(i / 10, True, np.zeros(4), c) for i, c in enumerate(crops)]
-  a = [r.prediction for r in predict.stream_predictions(predict.load_predictor(saved), stream, 4)]
-  b = [r.prediction for r in predict.stream_predictions(predict.load_predictor(workdir), stream, 5)]
+  a = [r.prediction for r in inference.stream_predictions(inference.load_predictor(saved), stream, 4)]
+  b = [r.prediction for r in inference.stream_predictions(inference.load_predictor(workdir), stream, 5)]
   np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -139,10 +161,10 @@ def test_cnn_only_workdir_predicts_every_frame_alone(tmp_path):
   model = _model(config, seed=2)
   tf.train.Checkpoint(model=model).write(str(tmp_path / "best" / "model"))
   (tmp_path / "config.json").write_text(config.to_json())
-  predictor = predict.load_predictor(str(tmp_path))
+  predictor = inference.load_predictor(str(tmp_path))
   assert predictor.initial_state().shape == (1, 0, config.model.rnn_units)
   crops = np.random.default_rng(6).integers(0, 256, (7, SIZE, SIZE, 3), dtype=np.uint8)
-  rows = list(predict.stream_predictions(predictor, [(i, True, np.zeros(4), c) for i, c in enumerate(crops)], 3))
+  rows = list(inference.stream_predictions(predictor, [(i, True, np.zeros(4), c) for i, c in enumerate(crops)], 3))
   expected = model({"frames": _scaled(crops)[:, None], "mask": np.ones((7, 1), np.float32)},
                    training=False).numpy()[:, 0]
   np.testing.assert_allclose([r.prediction for r in rows], expected, atol=1e-5)
@@ -156,7 +178,7 @@ def test_streaming_median_filter_equals_the_whole_sequence(windows, modes):
   rng = np.random.default_rng(sum(windows))
   for n in (1, 2, 7, 40, 41, 120, 300):
     x = rng.normal(size=(n, 2))
-    filt = predict.StreamingMedianFilter(windows, modes)
+    filt = postprocess.StreamingMedianFilter(windows, modes)
     pieces, i = [], 0
     while i < n:
       k = int(rng.integers(1, 12))
@@ -177,9 +199,9 @@ def test_postprocess_stream_filters_valid_frames_and_restarts_after_a_long_gap()
   found[[3, 4, 10]] = False  # short gaps: filtered across
   found[30:37] = False  # 7 > max_gap 5: the filter restarts
   values = rng.normal(size=(60, 2))
-  rows = [predict.FrameResult(i, i / 10, f, np.zeros(4, np.float32), values[i] if f else np.full(2, np.nan))
+  rows = [inference.FrameResult(i, i / 10, f, np.zeros(4, np.float32), values[i] if f else np.full(2, np.nan))
           for i, f in enumerate(found)]
-  out = list(predict.postprocess_stream(iter(rows), choice))
+  out = list(postprocess.postprocess_stream(iter(rows), choice))
   assert [r.frame for r in out] == list(range(60))
   post = np.array([r.post for r in out])
   assert np.isnan(post[~found]).all()
@@ -198,11 +220,11 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
                       "x,1.0,3.6,face_video,utterance_2.mp4,0,0,4\n"
                       "x,0.0,2.0,other,utterance_1.mp4,0,0,4\n")
   out = tmp_path / "out"
-  predictor = predict.load_predictor(saved)
-  summary = predict.predict_video(predictor, face_video, str(out), utterances=str(segments), chunk_frames=5,
+  predictor = inference.load_predictor(saved)
+  summary = inference.predict_video(predictor, face_video, str(out), utterances=str(segments), chunk_frames=5,
                                   annotated_video=True)
   table = pd.read_csv(out / "frames.csv")
-  assert list(table.columns) == list(predict.FRAME_COLUMNS)
+  assert list(table.columns) == list(inference.FRAME_COLUMNS)
   assert list(table["frame"]) == list(range(36))
   np.testing.assert_allclose(table["time"], np.arange(36) / 10.0)
   found = table["face_found"].to_numpy() == 1
@@ -216,7 +238,7 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
   # Streaming over the video = the whole video through the Keras model at once, face-less frames masked.
   track = faces.process_video(face_video, faces.FaceConfig())
   np.testing.assert_array_equal(track.face_found, found)
-  crops = np.stack([predict.resize_crop(c, SIZE) for c in track.crops])
+  crops = np.stack([inference.resize_crop(c, SIZE) for c in track.crops])
   whole = model({"frames": _scaled(crops)[None], "mask": found[None].astype(np.float32)},
                 training=False).numpy()[0]
   assert np.abs(whole[found]).max() > 0.05
@@ -227,11 +249,11 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
   post = table[["valence_post", "arousal_post"]].to_numpy()
   for part in (found & (np.arange(36) < 20), found & (np.arange(36) >= 20)):
     filtered = postprocess.median_filter_frames(whole[part], None, (3, 3))
-    np.testing.assert_allclose(post[part], predict.clip_values(filtered, predictor.ranges), atol=1e-5)
+    np.testing.assert_allclose(post[part], inference.clip_values(filtered, predictor.ranges), atol=1e-5)
   assert not np.allclose(post[found], table.loc[found, ["valence", "arousal"]].to_numpy())
 
   utterances = pd.read_csv(out / "utterances.csv")
-  assert list(utterances.columns) == list(predict.UTTERANCE_COLUMNS)
+  assert list(utterances.columns) == list(inference.UTTERANCE_COLUMNS)
   assert list(utterances["utterance"]) == ["utterance_1.mp4", "utterance_2.mp4"]
   assert list(utterances["frames"]) == [10, 26]
   first = table[(table["frame"] < 10) & found]
@@ -275,55 +297,55 @@ def test_a_tuned_postprocess_json_beside_the_model_is_used(trained, tmp_path):
   model, config, _, _ = trained
   choice = postprocess.PostprocessChoice(median_window=(5, 1), smoothing_k=(10.0, 0.0), edge_mode="nearest")
   postprocess.save_choice(choice, str(tmp_path / "postprocess.json"))
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"), str(tmp_path / "postprocess.json"))
-  predictor = predict.load_predictor(path)
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"), str(tmp_path / "postprocess.json"))
+  predictor = inference.load_predictor(path)
   assert predictor.choice.median_window == (5, 1) and predictor.choice.smoothing_k == (10.0, 0.0)
   assert predictor.choice_source == os.path.join(path, "postprocess.json")
   (tmp_path / "sm" / "postprocess.json").write_text("{}")
-  with pytest.raises(predict.ModelError, match="postprocess.json is not a post-processing choice"):
-    predict.load_predictor(path)
+  with pytest.raises(inference.ModelError, match="postprocess.json is not a post-processing choice"):
+    inference.load_predictor(path)
 
 
 # ------------------------------------------------------------------------------- bad inputs
 def test_bad_models_are_refused_naming_the_path(trained, tmp_path):
   model, config, _, _ = trained
-  with pytest.raises(predict.ModelError, match="nowhere: model not found"):
-    predict.load_predictor(str(tmp_path / "nowhere"))
+  with pytest.raises(inference.ModelError, match="nowhere: model not found"):
+    inference.load_predictor(str(tmp_path / "nowhere"))
   (tmp_path / "empty").mkdir()
-  with pytest.raises(predict.ModelError, match="empty: neither a SavedModel"):
-    predict.load_predictor(str(tmp_path / "empty"))
+  with pytest.raises(inference.ModelError, match="empty: neither a SavedModel"):
+    inference.load_predictor(str(tmp_path / "empty"))
   # A SavedModel of something else: no streaming signature.
   module = tf.Module()
   module.f = tf.function(lambda x: {"y": x * 2}, input_signature=[tf.TensorSpec((None,), tf.float32)])
   tf.saved_model.save(module, str(tmp_path / "other"), signatures={"serving_default": module.f})
-  with pytest.raises(predict.ModelError, match="other: wrong model signature"):
-    predict.load_predictor(str(tmp_path / "other"))
+  with pytest.raises(inference.ModelError, match="other: wrong model signature"):
+    inference.load_predictor(str(tmp_path / "other"))
   # A workdir without weights, and one whose weights belong to another network.
   nowts = tmp_path / "noweights"
   nowts.mkdir()
   (nowts / "config.json").write_text(config.to_json())
-  with pytest.raises(predict.ModelError, match="noweights: no trained weights"):
-    predict.load_predictor(str(nowts))
+  with pytest.raises(inference.ModelError, match="noweights: no trained weights"):
+    inference.load_predictor(str(nowts))
   other = tmp_path / "otherweights"
   tf.train.Checkpoint(model=models.build_model(_config(rnn_inputs=(("pool5",),)).model, image_size=SIZE)).write(
       str(other / "best" / "model"))
   (other / "config.json").write_text(config.to_json())
-  with pytest.raises(predict.ModelError, match="otherweights: checkpoint .* does not fit"):
-    predict.load_predictor(str(other))
+  with pytest.raises(inference.ModelError, match="otherweights: checkpoint .* does not fit"):
+    inference.load_predictor(str(other))
   bad_json = tmp_path / "badjson"
   bad_json.mkdir()
   (bad_json / "config.json").write_text("{not json")
-  with pytest.raises(predict.ModelError, match="badjson: unreadable experiment config"):
-    predict.load_predictor(str(bad_json))
+  with pytest.raises(inference.ModelError, match="badjson: unreadable experiment config"):
+    inference.load_predictor(str(bad_json))
 
 
 def test_bad_videos_are_refused_naming_the_file(trained, tmp_path):
-  predictor = predict.load_predictor(trained[2])
+  predictor = inference.load_predictor(trained[2])
   text = tmp_path / "notes.mp4"
   text.write_text("not a video at all\n")
   for path, reason in ((tmp_path / "missing.mp4", "file not found"), (text, "not a video")):
     with pytest.raises(faces.VideoError, match=f"{path.name}: {reason}"):
-      predict.predict_video(predictor, str(path), str(tmp_path / "out"))
+      inference.predict_video(predictor, str(path), str(tmp_path / "out"))
   assert not (tmp_path / "out" / "frames.csv").exists()
 
 
@@ -339,29 +361,29 @@ def test_bad_utterance_files_are_refused_naming_the_file(tmp_path, content, mess
   path = tmp_path / "segments.csv"
   if content is not None:
     path.write_text(content)
-  with pytest.raises(predict.UtterancesError, match=message) as e:
-    predict.read_utterances(str(path), "clip")
+  with pytest.raises(labels.UtterancesError, match=message) as e:
+    labels.read_utterances(str(path), "clip")
   assert "segments.csv" in str(e.value)
 
 
 def test_utterance_names_default_and_values_come_from_the_frames_in_range(tmp_path):
   path = tmp_path / "segments.csv"
   path.write_text("start,end\n0,1.5\n1.5,3\n")
-  read = predict.read_utterances(str(path), "clip")
+  read = labels.read_utterances(str(path), "clip")
   assert list(read["utterance"]) == ["segment_1", "segment_2"] and list(read["video"]) == ["clip", "clip"]
   table = pd.DataFrame({"frame": np.arange(6), "time": np.arange(6) / 2, "face_found": [1, 1, 0, 1, 0, 0],
                         "valence": [0.1, 0.3, np.nan, 0.5, np.nan, np.nan],
                         "arousal": [0.2, 0.2, np.nan, 0.4, np.nan, np.nan]})
   segments = pd.DataFrame({"video": "clip", "utterance": ["a", "b"], "start": [0.0, 1.5], "end": [1.5, 3.0]})
   choice = postprocess.PostprocessChoice()
-  out = predict.utterance_table(table, segments, fps=2.0, choice=choice)
+  out = inference.utterance_table(table, segments, fps=2.0, choice=choice)
   # [0, 1.5) s at 2 fps: frames 0-2, two with a face; [1.5, 3): frames 3-5, one.
   np.testing.assert_allclose(out[["valence", "arousal"]].to_numpy(np.float64), [[0.2, 0.2], [0.5, 0.4]])
   assert list(out["frames"]) == [3, 3] and list(out["faces_found"]) == [2, 1]
   # A variable-rate clip: segments take the frames by their decoded times, as data prep cuts
   # them, not by index / fps (frames 0-2 at 0, 0.25, 0.5 s, then 1.5, 2.5, 3.5 s).
   vfr = table.assign(time=[0.0, 0.25, 0.5, 1.5, 2.5, 3.5])
-  by_time = predict.utterance_table(vfr, segments, fps=2.0, choice=choice)
+  by_time = inference.utterance_table(vfr, segments, fps=2.0, choice=choice)
   assert list(by_time["frames"]) == [3, 2] and list(by_time["faces_found"]) == [2, 1]
   # No filter, no smoothing: post = raw.
   np.testing.assert_allclose(out[["valence_post", "arousal_post"]].to_numpy(np.float64),
@@ -376,14 +398,14 @@ def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_vi
   output = model.get_layer("output")
   kernel, bias = output.get_weights()
   output.set_weights([kernel * 15.0, bias])
-  saved = export.export_saved_model(model, config, str(tmp_path / "loud"))
+  saved = serving.export_saved_model(model, config, str(tmp_path / "loud"))
   segments = tmp_path / "segments.csv"
   segments.write_text("start,end\n0,1.5\n1.5,3.6\n")
   for arousal_range, lo in ((None, 0.0), ("-1,1", -1.0)):
-    predictor = predict.load_predictor(saved, arousal_range=arousal_range)
+    predictor = inference.load_predictor(saved, arousal_range=arousal_range)
     assert predictor.ranges == ((-1.0, 1.0), (lo, 1.0))
     out = tmp_path / f"out{lo}"
-    summary = predict.predict_video(predictor, face_video, str(out), utterances=str(segments), chunk_frames=7)
+    summary = inference.predict_video(predictor, face_video, str(out), utterances=str(segments), chunk_frames=7)
     table = pd.read_csv(out / "frames.csv")
     found = table["face_found"].to_numpy() == 1
     raw = table.loc[found, ["valence", "arousal"]].to_numpy()
@@ -395,7 +417,7 @@ def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_vi
     # The post columns = the median filter of the raw values, clipped (before and after the gap).
     frame = table["frame"].to_numpy()
     for part in (found & (frame < 20), found & (frame >= 20)):
-      want = predict.clip_values(postprocess.median_filter_frames(
+      want = inference.clip_values(postprocess.median_filter_frames(
           table.loc[part, ["valence", "arousal"]].to_numpy(), None, (3, 3)), predictor.ranges)
       np.testing.assert_allclose(table.loc[part, ["valence_post", "arousal_post"]].to_numpy(), want, atol=1e-6)
     outside = {"valence": int(((raw[:, 0] < -1) | (raw[:, 0] > 1)).sum()),
@@ -410,4 +432,4 @@ def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_vi
 @pytest.mark.parametrize("text", ["1", "a,b", "1,0", "0,inf", "0,1,2"])
 def test_a_bad_arousal_range_is_refused_naming_it(trained, text):
   with pytest.raises(ValueError, match=f"arousal range '{text}'"):
-    predict.load_predictor(trained[2], arousal_range=text)
+    inference.load_predictor(trained[2], arousal_range=text)

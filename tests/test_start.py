@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
@@ -80,6 +82,7 @@ def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
   tiny = {"train.num_steps": 3, "train.checkpoint_every_steps": 3, "train.eval_every_steps": 0,
           "data.batch_size": 4}
   first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  train.configure_process()
   train.Trainer(first, str(tmp_path / "runs" / "first"), data, eval_split=None, log=lambda s: None).train()
   # A second row registered to start after the first (resolved by name under the same root),
   # with wider GRUs: its GRUs and output start fresh, the convolutions and FC1 load.
@@ -87,6 +90,7 @@ def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
   resolved = start.resolve(second, str(tmp_path / "runs" / "second"))
   assert resolved.sources == (str(tmp_path / "runs" / "first"),) and resolved.kind == "scratch"
   config = tiny_backbone(start.apply(second, resolved), tiny)
+  train.configure_process()
   trainer = train.Trainer(config, str(tmp_path / "runs" / "second"), data, eval_split=None,
                           init_from=resolved.sources, log=lambda s: None)
   with open(tmp_path / "runs" / "second" / "config.json") as f:
@@ -118,7 +122,14 @@ def test_paper_values_recorded_for_a_paper_start(tmp_path):
   assert config.train.warmup_steps == config.scratch_recipe.warmup_steps
 
 
-def test_loaded_layers_ramp_up_after_the_freeze(tmp_path):
+@pytest.fixture
+def restored_process():
+  """Op determinism back as it was after the test (`train.configure_process(deterministic=True)` sets it)."""
+  with train.restoring_process_settings():
+    yield
+
+
+def test_loaded_layers_ramp_up_after_the_freeze(tmp_path, restored_process):
   """train.loaded_warmup_steps: the first thawed step moves a loaded layer 1/warmup as far as without the ramp."""
   import numpy as np
 
@@ -127,6 +138,7 @@ def test_loaded_layers_ramp_up_after_the_freeze(tmp_path):
   tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
           "data.batch_size": 4, "train.warmup_steps": 0}
   first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  train.configure_process()
   train.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
   moves = {}
   for ramp in (0, 4):
@@ -134,7 +146,8 @@ def test_loaded_layers_ramp_up_after_the_freeze(tmp_path):
                            {**tiny, "train.freeze_loaded_steps": 2, "train.num_steps": 3,
                             "train.loaded_lr_scale": 1.0, "train.fresh_lr_scale": 1.0,
                             "train.loaded_warmup_steps": ramp, "model.rnn_units": 6})
-    trainer = train.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None, deterministic=True,
+    train.configure_process(deterministic=True)
+    trainer = train.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None,
                             init_from=(str(tmp_path / "first"),), log=lambda s: None)
     kernel = trainer.model.get_layer("vgg16").get_layer("conv1_1").kernel
     trainer.train(num_steps=2)  # frozen: the loaded kernel does not move

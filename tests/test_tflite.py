@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import omg_cnnrnn
 import predict_helpers as helpers
-from omg_cnnrnn import export, predict, tflite
+from omg_cnnrnn import inference, serving, tflite
 
 CHUNK = 5  # frames per call fixed in the files; the tests feed other counts
 
@@ -18,13 +18,13 @@ CHUNK = 5  # frames per call fixed in the files; the tests feed other counts
 def exported(tmp_path_factory):
   root = tmp_path_factory.mktemp("tflite")
   config = helpers.config()
-  path = export.export_saved_model(helpers.model(config, seed=3), config, str(root / "sm"), tflite_chunk_frames=CHUNK)
+  path = serving.export_saved_model(helpers.model(config, seed=3), config, str(root / "sm"), tflite_chunk_frames=CHUNK)
   video = helpers.face_video(str(root / "clip.mp4"), frames=24, hidden=range(9, 13))
   return path, video
 
 
 def _saved_stream(path, frames, mask, pieces):
-  sig = tf.saved_model.load(path).signatures[export.STREAMING_SIGNATURE]
+  sig = tf.saved_model.load(path).signatures[serving.STREAMING_SIGNATURE]
   state = np.zeros((1, 2, 8), np.float32)
   outs, a = [], 0
   for n in pieces:
@@ -74,10 +74,10 @@ def test_float32_tflite_equals_the_saved_model_and_the_quantised_one_is_close(ex
 def test_predict_runs_a_tflite_model_like_the_saved_model(exported, tmp_path):
   path, video = exported
   model_file = os.path.join(path, tflite.FLOAT32_FILE)
-  predictor = predict.load_predictor(model_file)
+  predictor = inference.load_predictor(model_file)
   assert predictor.kind == "tflite" and predictor.config.name == "testing"
-  summary = predict.predict_video(predictor, video, str(tmp_path / "lite"), chunk_frames=7)
-  predict.predict_video(predict.load_predictor(path), video, str(tmp_path / "sm"), chunk_frames=7)
+  summary = inference.predict_video(predictor, video, str(tmp_path / "lite"), chunk_frames=7)
+  inference.predict_video(inference.load_predictor(path), video, str(tmp_path / "sm"), chunk_frames=7)
   lite, saved = pd.read_csv(tmp_path / "lite" / "frames.csv"), pd.read_csv(tmp_path / "sm" / "frames.csv")
   assert list(lite["face_found"]) == list(saved["face_found"]) and lite["face_found"].sum() >= 15
   columns = ["valence", "arousal", "valence_post", "arousal_post"]
@@ -94,7 +94,7 @@ def test_predict_runs_a_tflite_model_like_the_saved_model(exported, tmp_path):
 def test_cnn_only_rows_convert_with_a_zero_width_state(tmp_path):
   config = helpers.config(rnn_inputs=())
   model = helpers.model(config, seed=4)
-  module = export.ServingModule(model, config)
+  module = serving.ServingModule(model, config)
   (tmp_path / "m.tflite").write_bytes(tflite.convert(module, chunk_frames=4))
   runner = tflite.TFLiteStreaming(str(tmp_path / "m.tflite"))
   frames = np.random.default_rng(2).integers(0, 256, (1, 6, 32, 32, 3), dtype=np.uint8)
@@ -110,12 +110,12 @@ def test_bad_tflite_files_are_refused_naming_them(exported, tmp_path):
   text = tmp_path / "notes.tflite"
   text.write_text("not a model\n")
   (tmp_path / "config.json").write_text(open(os.path.join(path, "config.json")).read())
-  with pytest.raises(predict.ModelError, match="notes.tflite: not a loadable TFLite model"):
-    predict.load_predictor(str(text))
+  with pytest.raises(inference.ModelError, match="notes.tflite: not a loadable TFLite model"):
+    inference.load_predictor(str(text))
   lonely = tmp_path / "alone"
   lonely.mkdir()
   (lonely / "m.tflite").write_bytes(open(os.path.join(path, tflite.FLOAT32_FILE), "rb").read())
-  with pytest.raises(predict.ModelError, match="m.tflite: no config.json beside the .tflite file"):
-    predict.load_predictor(str(lonely / "m.tflite"))
-  with pytest.raises(predict.ModelError, match="missing.tflite: model not found"):
-    predict.load_predictor(str(tmp_path / "missing.tflite"))
+  with pytest.raises(inference.ModelError, match="m.tflite: no config.json beside the .tflite file"):
+    inference.load_predictor(str(lonely / "m.tflite"))
+  with pytest.raises(inference.ModelError, match="missing.tflite: model not found"):
+    inference.load_predictor(str(tmp_path / "missing.tflite"))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import export, faces, postprocess, predict, tracking
+from omg_cnnrnn import faces, inference, postprocess, serving, tracking
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def crossing(tmp_path_factory):
   path, boxes = helpers.two_faces_video(str(root / "two.mp4"), frames=40)
   config = helpers.config()
   model = helpers.model(config, seed=5)
-  saved = export.export_saved_model(model, config, str(root / "sm"))
+  saved = serving.export_saved_model(model, config, str(root / "sm"))
   return path, boxes, model, saved
 
 
@@ -49,10 +49,10 @@ def test_two_faces_crossing_keep_their_ids(crossing):
 
 def test_every_face_gets_its_own_rows_state_and_plot(crossing, tmp_path):
   path, boxes, model, saved = crossing
-  predictor = predict.load_predictor(saved)
-  summary = predict.predict_all_faces(predictor, path, str(tmp_path), chunk_frames=6)
+  predictor = inference.load_predictor(saved)
+  summary = inference.predict_all_faces(predictor, path, str(tmp_path), chunk_frames=6)
   table = pd.read_csv(tmp_path / "frames.csv")
-  assert list(table.columns) == list(predict.TRACK_FRAME_COLUMNS)
+  assert list(table.columns) == list(inference.TRACK_FRAME_COLUMNS)
   assert sorted(table["frame"].unique()) == list(range(40)) and set(table["track"].dropna()) == {1, 2}
   assert not table.duplicated(["frame", "track"]).any()
   assert [t["track"] for t in summary["tracks"]] == [1, 2] and summary["frames"] == 40
@@ -65,7 +65,7 @@ def test_every_face_gets_its_own_rows_state_and_plot(crossing, tmp_path):
     for i, (_, found) in enumerate(tracked):
       for tid, _, crop in found:
         if tid == track:
-          crops[i], mask[i] = predict.resize_crop(crop, helpers.SIZE), 1
+          crops[i], mask[i] = inference.resize_crop(crop, helpers.SIZE), 1
     whole = model({"frames": helpers.scaled(crops)[None], "mask": mask[None]}, training=False).numpy()[0]
     rows = table[table["track"] == track].sort_values("frame")
     assert list(rows["frame"]) == list(np.flatnonzero(mask))
@@ -84,10 +84,10 @@ def test_track_post_filters_each_track_and_restarts_after_a_gap():
   frames = list(range(10)) + list(range(20, 30))  # track 1 away for 10 frames (> the window)
   table = pd.DataFrame({"frame": frames + list(range(20)), "track": [1] * 20 + [2] * 20,
                         "face_found": 1, "valence": rng.normal(size=40), "arousal": rng.uniform(size=40)})
-  post = predict.track_post(table, choice, ((-1, 1), (0, 1)))
+  post = inference.track_post(table, choice, ((-1, 1), (0, 1)))
   values = table[["valence", "arousal"]].to_numpy()
   for part in (slice(0, 10), slice(10, 20), slice(20, 40)):
-    want = predict.clip_values(postprocess.median_filter_frames(values[part], None, (3, 3)), ((-1, 1), (0, 1)))
+    want = inference.clip_values(postprocess.median_filter_frames(values[part], None, (3, 3)), ((-1, 1), (0, 1)))
     np.testing.assert_allclose(post[part], want)
 
 
@@ -117,7 +117,7 @@ def test_command_line_faces_all_and_target_point(crossing, tmp_path):
                         text=True, env=env, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   table = pd.read_csv(tmp_path / "b" / "frames.csv")
-  assert len(table) == 40 and list(table.columns) == list(predict.FRAME_COLUMNS)
+  assert len(table) == 40 and list(table.columns) == list(inference.FRAME_COLUMNS)
   found = table[table["face_found"] == 1]
   assert {_who(r[["x0", "y0", "x1", "y1"]].to_numpy(float), boxes[int(r["frame"])]) for _, r in found.iterrows()} == {"B"}
   bad = subprocess.run(base + [f"--output_dir={tmp_path / 'x'}", "--faces=all", "--target=left"],
@@ -131,12 +131,12 @@ def test_python_api_every_face_and_a_point(crossing, tmp_path):
   path, boxes, _, saved = crossing
   model = omg_cnnrnn.load(saved)
   tracks = model.predict_video(path, faces="all")
-  predict.predict_all_faces(model.predictor, path, str(tmp_path))
+  inference.predict_all_faces(model.predictor, path, str(tmp_path))
   pd.testing.assert_frame_equal(tracks, pd.read_csv(tmp_path / "frames.csv", dtype={"track": "Int64"}))
   assert set(tracks["track"].dropna()) == {1, 2}
   chosen = model.predict_video(path, target=(390, 200))
   found = chosen[chosen["face_found"] == 1]
-  assert list(chosen.columns) == list(predict.FRAME_COLUMNS) and len(found) >= 32
+  assert list(chosen.columns) == list(inference.FRAME_COLUMNS) and len(found) >= 32
   assert {_who(r[["x0", "y0", "x1", "y1"]].to_numpy(float), boxes[int(r["frame"])]) for _, r in found.iterrows()} == {"B"}
   with pytest.raises(ValueError, match="target picks one person"):
     model.predict_video(path, faces="all", target="left")

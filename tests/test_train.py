@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import tf_keras
+from tensorflow.python.framework import config as tf_config
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import evaluate, experiments, export, train  # noqa: E402
+from omg_cnnrnn import evaluate, experiments, serving, train  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 
@@ -39,6 +41,7 @@ def _weights(model):
 def test_loss_falls_on_a_learnable_set(data, tmp_path):
   config = _config(**{"train.num_steps": 60, "train.learning_rate": 3e-4, "train.checkpoint_every_steps": 60,
                       "data.batch_size": 4})
+  train.configure_process()
   trainer = train.Trainer(config, str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
   trainer.train()
   with open(tmp_path / "wd" / "history.jsonl") as f:
@@ -47,15 +50,41 @@ def test_loss_falls_on_a_learnable_set(data, tmp_path):
   assert np.mean(losses[-15:]) < np.mean(losses[:15]) - 0.1, (np.mean(losses[:15]), np.mean(losses[-15:]))
 
 
-def test_resumed_run_ends_with_the_same_step_and_weights(data, tmp_path):
+@pytest.fixture
+def restored_process():
+  """Op determinism and the dtype policy back as they were after the test (`train.configure_process` sets them)."""
+  with train.restoring_process_settings():
+    yield
+
+
+def test_a_trainer_changes_no_process_wide_setting(data, tmp_path):
+  with train.restoring_process_settings():
+    train.configure_process(seed=0, deterministic=True, precision="mixed_bfloat16")
+    assert tf_config.is_op_determinism_enabled()
+    assert tf_keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+  assert not tf_config.is_op_determinism_enabled()
+  assert tf_keras.mixed_precision.global_policy().name == "float32"
+  np.random.seed(123)
+  want = np.random.rand()
+  np.random.seed(123)
+  train.Trainer(_config(), str(tmp_path / "wd"), str(data / "records"), seed=0, eval_split=None, log=lambda s: None)
+  assert np.random.rand() == want  # not reseeded (it was: set_random_seed(seed) in the constructor)
+  assert not tf_config.is_op_determinism_enabled()
+  assert tf_keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_resumed_run_ends_with_the_same_step_and_weights(data, tmp_path, restored_process):
   config = _config(**{"train.num_steps": 6})
-  kwargs = dict(data_dir=str(data / "records"), eval_split=None, deterministic=True, log=lambda s: None)
+  kwargs = dict(data_dir=str(data / "records"), eval_split=None, log=lambda s: None)
+  train.configure_process(deterministic=True)
   whole = train.Trainer(config, str(tmp_path / "whole"), **kwargs)
   whole.train()
+  train.configure_process(deterministic=True)
   first = train.Trainer(config, str(tmp_path / "killed"), **kwargs)
   first.train(stop_after=3)  # killed after step 3: the last checkpoint is step 2
   assert first.manager.latest_checkpoint.endswith("ckpt-2")
   del first
+  train.configure_process(deterministic=True)
   resumed = train.Trainer(config, str(tmp_path / "killed"), **kwargs)
   assert int(resumed.step.numpy()) == 2
   result = resumed.train()
@@ -65,18 +94,22 @@ def test_resumed_run_ends_with_the_same_step_and_weights(data, tmp_path):
 
 
 def test_resume_refuses_a_different_config(data, tmp_path):
+  train.configure_process()
   train.Trainer(_config(), str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
   with pytest.raises(ValueError, match="different config"):
+    train.configure_process()
     train.Trainer(_config(**{"train.learning_rate": 0.5}), str(tmp_path / "wd"), str(data / "records"))
 
 
 def test_warm_start_loads_matching_layers_and_reports_fresh_ones(data, tmp_path):
+  train.configure_process()
   source = train.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "src"), str(data / "records"),
                          eval_split=None, log=lambda s: None)
   source.train()
   # A different row: same VGG stream and fc1, but two RNN subnets instead of one, and wider GRUs.
   target_config = _config(**{"model.rnn_units": 6, "model.streams": [
       {"backbone": "vgg16", "fc_units": [16], "fc_dropout": [0.5], "rnn_inputs": [["pool5"], ["fc1"]]}]})
+  train.configure_process()
   target = train.Trainer(target_config, str(tmp_path / "dst"), str(data / "records"), eval_split=None,
                          init_from=[str(tmp_path / "src")], log=lambda s: None)
   with open(tmp_path / "dst" / "init_report.json") as f:
@@ -91,13 +124,16 @@ def test_warm_start_loads_matching_layers_and_reports_fresh_ones(data, tmp_path)
 
 def test_missing_data_and_init_sources_fail_clearly(data, tmp_path):
   with pytest.raises(FileNotFoundError, match="no shards match"):
+    train.configure_process()
     train.Trainer(_config(), str(tmp_path / "a"), str(tmp_path / "nowhere"))
   with pytest.raises(FileNotFoundError, match="init_from"):
+    train.configure_process()
     train.Trainer(_config(), str(tmp_path / "b"), str(data / "records"), init_from=[str(tmp_path / "nothing")])
 
 
 def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   workdir = str(tmp_path / "wd")
+  train.configure_process()
   trainer = train.Trainer(_config(**{"train.eval_every_steps": 2}), workdir, str(data / "records"),
                           log=lambda s: None)
   result = trainer.train()
@@ -124,7 +160,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   assert os.path.exists(os.path.join(workdir, "postprocess.json"))
 
   model, config = workdir_lib.load_workdir_model(workdir)
-  path = export.export_saved_model(model, config, str(tmp_path / "sm"),
+  path = serving.export_saved_model(model, config, str(tmp_path / "sm"),
                                    postprocess_path=os.path.join(workdir, "postprocess.json"))
   loaded = tf.saved_model.load(path)
   frames_u8 = np.random.default_rng(0).integers(0, 256, (1, 4, 32, 32, 3), dtype=np.uint8)
@@ -136,6 +172,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
 
 def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
   workdir = str(tmp_path / "wd")
+  train.configure_process()
   train.Trainer(_config(**{"train.num_steps": 1}), workdir, str(data / "records"), eval_split=None,
                 log=lambda s: None).train()
   labels = pd.read_csv(data / "labels.csv")
@@ -148,6 +185,7 @@ def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
 def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp_path, monkeypatch):
   """The paper's second fusion start ("the networks that had the best performance")."""
   workdir = str(tmp_path / "src")
+  train.configure_process()
   trainer = train.Trainer(_config(**{"train.num_steps": 6, "train.eval_every_steps": 2}), workdir,
                           str(data / "records"), log=lambda s: None)
   at_eval = {}
@@ -171,6 +209,7 @@ def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp
   with open(os.path.join(workdir, "best", "model-9.index"), "wb") as f:
     f.write(b"truncated")
 
+  train.configure_process()
   target = train.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "dst"), str(data / "records"),
                          eval_split=None, init_from=[workdir], log=lambda s: None)
   for a, b in zip(_weights(target.model), at_eval[4]):
@@ -188,6 +227,7 @@ def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp
 def test_best_weights_of_an_earlier_layout_are_still_read(data, tmp_path):
   """Workdirs written before the atomic swap hold one fixed `best/model` prefix."""
   workdir = str(tmp_path / "old")
+  train.configure_process()
   trainer = train.Trainer(_config(**{"train.num_steps": 2}), workdir, str(data / "records"), eval_split=None,
                           log=lambda s: None)
   want = _weights(trainer.model)

@@ -277,3 +277,68 @@ def read_affwild2(path: str) -> FrameLabels:
     raise LabelFileError(f"{path}: header {lines[0]!r}, expected 'valence,arousal' (an Aff-Wild2 VA file)")
   values, where = _numbers(path, lines[1:], 2, first_line=2)
   return _frame_labels(values, (path,), where, missing=AFFWILD2_MISSING)
+
+
+# ------------------------------------------------ segments (omg-predict --utterances)
+class UtterancesError(ValueError):
+  """An unusable `--utterances` file; `str()` names the file (and the line) and the reason."""
+
+
+def read_utterances(path: str, video: str) -> pd.DataFrame:
+  """Segments of one video from a CSV with `start` and `end` seconds (the OMG layout works).
+
+  Args:
+    path: the CSV. Columns `start`, `end` (seconds) are required; `utterance` names the
+      segments (default `segment_<n>`); with a `video` column holding several videos,
+      only the rows of `video` are kept.
+    video: the video's name (the file name without extension, OMG's `video` column).
+
+  Returns:
+    DataFrame `video, utterance, start, end` in file order.
+
+  Raises:
+    UtterancesError: missing or unreadable file, missing columns, bad numbers (naming the
+      line), end <= start, no row for the video, duplicate names.
+  """
+  if not os.path.isfile(path):
+    raise UtterancesError(f"{path}: utterance file not found" if not os.path.exists(path)
+                          else f"{path}: not a file")
+  try:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    raise UtterancesError(f"{path}: not a readable CSV ({str(e).strip()})") from None
+  table.columns = [str(c).strip() for c in table.columns]
+  missing = [c for c in ("start", "end") if c not in table.columns]
+  if missing:
+    raise UtterancesError(f"{path}: missing columns {missing} (found {list(table.columns)})")
+  table = table.apply(lambda c: c.str.strip())
+  table["_line"] = np.arange(len(table)) + 2
+  if "video" in table.columns and table["video"].nunique() > 1:
+    table = table[table["video"] == video]
+    if table.empty:
+      raise UtterancesError(f"{path}: no row for video {video!r} (the file lists several videos; its "
+                            "'video' column must name this one, the video file's name without extension)")
+  if table.empty:
+    raise UtterancesError(f"{path}: no utterance rows")
+  out = pd.DataFrame({"video": video, "line": table["_line"].to_numpy()})
+  for column in ("start", "end"):
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+      line = int(out["line"].to_numpy()[bad][0])
+      raise UtterancesError(f"{path}, line {line}: {column} {table[column].to_numpy()[bad][0]!r} is not a "
+                            "number of seconds")
+    out[column] = values
+  bad = (out["end"] <= out["start"]) | (out["start"] < 0)
+  if bad.any():
+    row = out[bad].iloc[0]
+    raise UtterancesError(f"{path}, line {row['line']}: segment [{row['start']}, {row['end']}) s is empty or "
+                          "starts before 0")
+  names = (table["utterance"].to_numpy() if "utterance" in table.columns
+           else np.array([f"segment_{i}" for i in range(1, len(table) + 1)]))
+  out["utterance"] = names
+  duplicated = out["utterance"].duplicated()
+  if duplicated.any():
+    raise UtterancesError(f"{path}: utterance names repeat for video {video!r}: "
+                          f"{sorted(set(out['utterance'][duplicated]))[:5]}")
+  return out[["video", "utterance", "start", "end"]].reset_index(drop=True)

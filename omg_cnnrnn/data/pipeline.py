@@ -15,7 +15,8 @@ chunks of T frames (the last one padded), tagged with the utterance index and
 chunk offset so predictions can be put back in place.
 
 Frames are JPEG-decoded after windowing and shuffling (the shuffle buffer holds
-compressed frames) and scaled `(x - 128) / 128` to [-1, 1] (released code).
+compressed frames) and made network input by `inputs.network_input` (area resize where the
+prepared crop size differs from the model's, rounded to uint8; `(x - 128) / 128`, the released code).
 Every random choice is stateless and seeded by (seed, element counter), so the
 pipeline is deterministic and its iterator can be checkpointed and resumed.
 """
@@ -27,7 +28,7 @@ import functools
 import tensorflow as tf
 
 from omg_cnnrnn import configs
-from omg_cnnrnn.data import features, records
+from omg_cnnrnn.data import features, inputs, records
 
 
 def shard_files(data_dir: str, split: str) -> list[str]:
@@ -52,16 +53,15 @@ def dataset_kind(data_dir: str, split: str) -> str:
 
 
 def scale_frames(jpegs: tf.Tensor, image_size: int) -> tf.Tensor:
-  """JPEG strings [T] -> float32 [T, S, S, 3] in [-1, 1] (released code: (x - 128) / 128)."""
-  def decode(jpeg):
-    image = tf.cast(tf.io.decode_jpeg(jpeg, channels=3), tf.float32)
-    same = tf.reduce_all(tf.shape(image)[:2] == image_size)
-    # Resizing only where the prepared crop size differs from the model's (e.g. reduced-size runs).
-    image = tf.cond(same, lambda: image, lambda: tf.image.resize(image, (image_size, image_size), method="area"))
-    return tf.ensure_shape(image, (image_size, image_size, 3))
+  """JPEG strings [T] -> float32 [T, S, S, 3] in [-1, 1]: each decoded crop through `inputs.network_input`.
 
-  frames = tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
-  return (frames - 128.0) / 128.0
+  The prepared crop is resized only where its size differs from the model's (e.g. reduced-size
+  runs), as prediction resizes its crops (`inputs`: one contract for training, SavedModel, predict).
+  """
+  def decode(jpeg):
+    return inputs.network_input(tf.io.decode_jpeg(jpeg, channels=3), image_size)
+
+  return tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
 
 
 def frame_mask(example: dict) -> tf.Tensor:
