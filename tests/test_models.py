@@ -93,13 +93,15 @@ def _paper_count(name):
 
 @pytest.fixture(scope="module")
 def built_96():
+  """Parameter count of a row's model at 96x96, built once per model config (Table VI rows reuse their base's)."""
   cache = {}
 
   def get(name):
-    if name not in cache:
+    key = experiments.get(name).model  # a frozen dataclass: rows with equal configs build equal models
+    if key not in cache:
       tf_keras.backend.clear_session()
-      cache[name] = omg_cnnrnn.build_model(name, image_size=96).count_params()
-    return cache[name]
+      cache[key] = omg_cnnrnn.build_model(name, image_size=96).count_params()
+    return cache[key]
 
   return get
 
