@@ -3,6 +3,10 @@
 Test tiers (pytest.ini): tests marked `slow` (minutes of training, SIGKILL runs of the command
 lines, the end-to-end table script) run in `make test`; `pytest -m "not slow"` (`make test-fast`)
 leaves them out for the edit-test loop.
+
+Speed: each model a test run needs is built once (the session-scoped fixtures below, shared
+read-only: a test that changes one copies it first), and tests not about VGG-16 itself use the
+1/16-width backbone of `tiny()`.
 """
 
 import os
@@ -35,6 +39,27 @@ def tiny(config, overrides=None):
   else:
     streams = [{"backbone_width": TINY_WIDTH, **s} for s in streams]
   return configs.override(config, {"model.streams": streams, **overrides})
+
+
+@pytest.fixture(scope="session")
+def predict_model(tmp_path_factory):
+  """The prediction tests' model, built once per run and shared read-only.
+
+  `predict_helpers.config()` (the tiny testing row) at seed 0 as (Keras model, config, SavedModel
+  path, workdir path); the SavedModel and the workdir hold the Keras model's weights.
+  """
+  import predict_helpers as helpers
+  import tensorflow as tf
+  from omg_cnnrnn import serving
+
+  config = helpers.config()
+  model = helpers.model(config)
+  root = tmp_path_factory.mktemp("predict_model")
+  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
+  workdir = root / "workdir"
+  tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
+  (workdir / "config.json").write_text(config.to_json())
+  return model, config, saved, str(workdir)
 
 
 @pytest.fixture

@@ -22,6 +22,14 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _tiny(config, overrides=None):
+  """conftest.tiny: the testing row at 1/16 VGG width (these runs are about replicas, not VGG-16)."""
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from conftest import tiny  # pylint: disable=g-import-not-at-top
+
+  return tiny(config, overrides)
+
+
 def _logical_cpus(n: int) -> None:
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
@@ -95,7 +103,7 @@ def mirrored(out_path: str) -> None:
   data_dir = tempfile.mkdtemp()
   fake_data.write_split(data_dir, "train", num_videos=2, seed=0)
   for global_batch in (2, 4):
-    config = _no_dropout(experiments.get("testing"))
+    config = _no_dropout(_tiny(experiments.get("testing")))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=global_batch))
     train.configure_process()
     trainer = train.Trainer(config, tempfile.mkdtemp(), data_dir, eval_split=None, strategy=strategy,
@@ -130,9 +138,9 @@ def mirrored(out_path: str) -> None:
 
 
 def worker(data_dir: str, workdir: str, num_steps: int, out_path: str) -> None:
-  from omg_cnnrnn import configs, experiments, train
+  from omg_cnnrnn import experiments, train
 
-  config = configs.override(experiments.get("testing"), {
+  config = _tiny(experiments.get("testing"), {
       "train.num_steps": 6, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0,
       "data.batch_size": 4})
   train.configure_process()

@@ -7,16 +7,19 @@ import dataclasses
 import numpy as np
 import tf_keras
 
+from conftest import tiny
 from data_prep import synthesize, synthetic_faces
 from omg_cnnrnn import experiments, models
 
 SIZE = 32  # the testing row's input size
 
 
-def config(rnn_inputs=None):
-  """The testing row; he_normal keeps an untrained VGG's outputs visibly apart."""
-  base = experiments.get("testing")
+def config(rnn_inputs=None, width=None):
+  """The testing row with a tiny backbone (conftest.tiny, or `width`); he_normal keeps an untrained VGG's outputs apart."""
+  base = tiny(experiments.get("testing"))
   stream = base.model.streams[0]
+  if width is not None:
+    stream = dataclasses.replace(stream, backbone_width=width)
   if rnn_inputs is not None:
     stream = dataclasses.replace(stream, rnn_inputs=rnn_inputs)
   return dataclasses.replace(base, model=dataclasses.replace(base.model, streams=(stream,),

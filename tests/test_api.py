@@ -4,27 +4,21 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 import omg_cnnrnn
 import predict_helpers as helpers
-from omg_cnnrnn import api, inference, serving
+from omg_cnnrnn import api, inference
 
 SIZE = helpers.SIZE
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """The testing row as a SavedModel and as a workdir (same weights), and a face video."""
-  config = helpers.config()
-  model = helpers.model(config)
+def trained(tmp_path_factory, predict_model):
+  """The testing row as a SavedModel and as a workdir (same weights: conftest's shared one), and a face video."""
+  model, _, saved, workdir = predict_model
   root = tmp_path_factory.mktemp("api")
-  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
-  workdir = root / "workdir"
-  tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
-  (workdir / "config.json").write_text(config.to_json())
   video = helpers.face_video(str(root / "clip.mp4"), frames=30, hidden=range(10, 20))
-  return model, saved, str(workdir), video
+  return model, saved, workdir, video
 
 
 def test_load_returns_a_model_for_saved_models_and_workdirs(trained):

@@ -11,15 +11,14 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import batch, inference, serving
+from omg_cnnrnn import batch, inference
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-  """A SavedModel and a folder: two face videos, a text file named .mp4, a truncated video."""
+def setup(tmp_path_factory, predict_model):
+  """A SavedModel (conftest's shared one) and a folder: two face videos, a text file named .mp4, a truncated video."""
   root = tmp_path_factory.mktemp("batch")
-  config = helpers.config()
-  saved = serving.export_saved_model(helpers.model(config), config, str(root / "saved_model"))
+  saved = predict_model[2]
   clips = root / "clips"
   clips.mkdir()
   helpers.face_video(str(clips / "alpha.mp4"), frames=24, hidden=range(8, 12), seed=1)

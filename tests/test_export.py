@@ -11,17 +11,29 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from conftest import tiny
 from omg_cnnrnn import experiments, losses, models, serving
 
 
+def _testing():
+  """The testing row with a tiny backbone (conftest.tiny): these tests are about the export, not VGG-16."""
+  return tiny(experiments.get("testing"))
+
+
 def _model():
-  config = experiments.get("testing")
+  config = _testing()
   return models.build_model(config.model, image_size=config.data.image_size), config
 
 
-def test_saved_model_matches_keras_outputs(tmp_path):
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """One model and its SavedModel, shared read-only by the tests that only read them."""
   model, config = _model()
-  path = serving.export_saved_model(model, config, str(tmp_path / "saved_model"))
+  return model, config, serving.export_saved_model(model, config, str(tmp_path_factory.mktemp("export") / "sm"))
+
+
+def test_saved_model_matches_keras_outputs(exported):
+  model, config, path = exported
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (2, 5, 32, 32, 3), dtype=np.uint8)
   mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0]], np.float32)
@@ -44,9 +56,8 @@ def test_saved_model_matches_keras_outputs(tmp_path):
     assert json.load(f)["name"] == "testing"
 
 
-def test_saved_model_loads_without_the_package(tmp_path):
-  model, config = _model()
-  path = serving.export_saved_model(model, config, str(tmp_path / "sm"))
+def test_saved_model_loads_without_the_package(exported, tmp_path):
+  model, config, path = exported
   frames = np.full((1, 3, 32, 32, 3), 77, np.uint8)
   expected = model({"frames": (frames.astype(np.float32) - 128) / 128, "mask": np.ones((1, 3), np.float32)},
                    training=False).numpy()
@@ -65,7 +76,7 @@ def test_saved_model_loads_without_the_package(tmp_path):
 
 
 def _cnn_only_config():
-  config = experiments.get("testing")
+  config = _testing()
   stream = dataclasses.replace(config.model.streams[0], rnn_inputs=())
   return dataclasses.replace(config, name="testing_cnn_only",
                              model=dataclasses.replace(config.model, streams=(stream,)))
@@ -81,9 +92,8 @@ def _stream(signature, frames, mask, state, chunk):
   return np.concatenate(outs, axis=1), state
 
 
-def test_streaming_signature_equals_whole_sequence(tmp_path):
-  model, config = _model()
-  path = serving.export_saved_model(model, config, str(tmp_path / "sm"))
+def test_streaming_signature_equals_whole_sequence(exported):
+  model, config, path = exported
   loaded = tf.saved_model.load(path)
   rng = np.random.default_rng(1)
   frames = rng.integers(0, 256, (2, 13, 32, 32, 3), dtype=np.uint8)
@@ -108,9 +118,8 @@ def test_streaming_signature_equals_whole_sequence(tmp_path):
     sig(frames=tf.constant(frames[:, :4]), mask=tf.ones((2, 4)), state=tf.zeros((2, 3, 8)))
 
 
-def test_saved_model_holds_one_copy_of_the_weights(tmp_path):
-  model, config = _model()
-  path = serving.export_saved_model(model, config, str(tmp_path / "sm"))
+def test_saved_model_holds_one_copy_of_the_weights(exported):
+  model, config, path = exported
   stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
   # Dropout RNG states (tf.random.Generator, present once train.set_seed has run) are not weights.
   weights = [shape for name, shape in stored if "OBJECT_GRAPH" not in name and "_random_generator" not in name]
@@ -136,13 +145,13 @@ def _outputs(path, frames):
 
 
 def _seeded_model(seed):
-  config = experiments.get("testing")
+  config = _testing()
   tf_keras.utils.set_random_seed(seed)
   return models.build_model(config.model, image_size=config.data.image_size), config
 
 
-def test_export_refuses_a_folder_it_did_not_write(tmp_path):
-  model, config = _model()
+def test_export_refuses_a_folder_it_did_not_write(exported, tmp_path):
+  model, config, _ = exported
   workdir = tmp_path / "workdir"  # A training workdir given by mistake: its checkpoints must survive.
   (workdir / "checkpoints").mkdir(parents=True)
   (workdir / "checkpoints" / "ckpt-4.index").write_bytes(b"x")

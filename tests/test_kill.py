@@ -21,10 +21,12 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
-from omg_cnnrnn import configs, experiments, train  # noqa: E402
+from conftest import tiny  # noqa: E402
+from omg_cnnrnn import experiments, train  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
-# Each test starts its command line 4 to 7 times as a subprocess: minutes on 2 cores.
+# Each test starts its command line 4 to 7 times as a subprocess: minutes on 2 cores. The models
+# are the testing row with the 1/16-width VGG (conftest.tiny): these tests are about resuming.
 pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +59,7 @@ def _export(workdir, export_dir, kill_when=None):
 def test_export_killed_while_writing_leaves_the_old_model_and_a_rerun_completes(tmp_path):
   data = str(tmp_path / "records")
   fake_data.write_split(data, "train", num_videos=2, seed=0)
-  config = configs.override(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
+  config = tiny(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
   first, second = str(tmp_path / "first"), str(tmp_path / "second")
   train.configure_process()
   train.Trainer(config, first, data, eval_split=None, log=lambda s: None).train()
@@ -122,7 +124,9 @@ def _after(seconds):
 
 
 def _train_cmd(workdir, data):
-  overrides = {"train.num_steps": 8, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 2}
+  streams = tiny(experiments.get("testing")).to_dict()["model"]["streams"]
+  overrides = {"train.num_steps": 8, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 2,
+               "model.streams": streams}
   return ([sys.executable, "-m", "omg_cnnrnn.train", "--experiment=testing", f"--workdir={workdir}",
            f"--data_dir={data}", "--deterministic", "--seed=3"] + [f"--override={k}={v}" for k, v in overrides.items()])
 
@@ -167,7 +171,7 @@ def test_evaluate_killed_at_several_points_leaves_complete_outputs_and_a_rerun_m
   fake_data.write_split(data, "train", num_videos=2, seed=0)
   labels = fake_data.write_split(data, "validation", num_videos=3, seed=1)
   labels.to_csv(tmp_path / "labels.csv", index=False)
-  config = configs.override(experiments.get("testing"), {"train.num_steps": 2, "train.eval_every_steps": 2})
+  config = tiny(experiments.get("testing"), {"train.num_steps": 2, "train.eval_every_steps": 2})
   workdir = str(tmp_path / "wd")
   train.configure_process()
   train.Trainer(config, workdir, data, log=lambda s: None).train()

@@ -12,15 +12,14 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import faces, inference, live, serving
+from omg_cnnrnn import faces, inference, live
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, predict_model):
+  """The shared model (conftest) as Keras model and SavedModel, and a 10 frames/s face video."""
   root = tmp_path_factory.mktemp("live")
-  config = helpers.config()
-  model = helpers.model(config, seed=6)
-  saved = serving.export_saved_model(model, config, str(root / "sm"))
+  model, _, saved, _ = predict_model
   video = helpers.face_video(str(root / "clip.mp4"), frames=30, hidden=range(12, 16), fps=10.0)
   return model, saved, video
 

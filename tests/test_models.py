@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras
 
 import omg_cnnrnn
+from conftest import tiny
 from omg_cnnrnn import configs, experiments, models
 from omg_cnnrnn.models import backbones
 
@@ -92,13 +93,15 @@ def _paper_count(name):
 
 @pytest.fixture(scope="module")
 def built_96():
+  """Parameter count of a row's model at 96x96, built once per model config (Table VI rows reuse their base's)."""
   cache = {}
 
   def get(name):
-    if name not in cache:
+    key = experiments.get(name).model  # a frozen dataclass: rows with equal configs build equal models
+    if key not in cache:
       tf_keras.backend.clear_session()
-      cache[name] = omg_cnnrnn.build_model(name, image_size=96).count_params()
-    return cache[name]
+      cache[key] = omg_cnnrnn.build_model(name, image_size=96).count_params()
+    return cache[key]
 
   return get
 
@@ -148,8 +151,9 @@ def test_resnet_pooled_tap_is_2048():
 
 @pytest.mark.parametrize("name", experiments.names())
 def test_forward_every_registered_model_on_a_tiny_input(name):
+  """Every row builds and runs; VGG-16 streams at 1/16 width (the real sizes: the pinned counts above)."""
   tf_keras.backend.clear_session()
-  config = experiments.get(name)
+  config = tiny(experiments.get(name))
   model = models.build_model(config.model, image_size=32)
   rng = np.random.default_rng(0)
   frames = rng.uniform(-1, 1, (2, 3, 32, 32, 3)).astype(np.float32)
@@ -179,7 +183,7 @@ def test_masked_frames_do_not_change_valid_predictions(name, training):
   tf_keras.backend.experimental.disable_tf_random_generator()
   try:
     tf_keras.backend.clear_session()
-    model = models.build_model(experiments.get(name).model, image_size=32)
+    model = models.build_model(tiny(experiments.get(name)).model, image_size=32)
     rng = np.random.default_rng(1)
     frames, mask = _inputs(rng)
     other = frames.copy()
@@ -196,7 +200,7 @@ def test_masked_frames_do_not_change_valid_predictions(name, training):
 
 def test_padding_does_not_change_earlier_predictions():
   """A sequence padded to a longer T predicts its valid frames exactly as the short one does."""
-  model = models.build_model(experiments.get("testing").model, image_size=32)
+  model = models.build_model(tiny(experiments.get("testing")).model, image_size=32)
   rng = np.random.default_rng(2)
   frames = rng.uniform(-1, 1, (1, 3, 32, 32, 3)).astype(np.float32)
   short = model({"frames": frames, "mask": np.ones((1, 3), np.float32)}).numpy()
@@ -206,7 +210,7 @@ def test_padding_does_not_change_earlier_predictions():
 
 
 def test_cnn_only_rows_run_on_single_frames():
-  config = experiments.get("table4/cnn_only")
+  config = tiny(experiments.get("table4/cnn_only"))
   model = models.build_model(config.model, image_size=32)
   single = models.frame_model(model, config.model, image_size=32)
   rng = np.random.default_rng(4)
@@ -235,7 +239,7 @@ def _numpy_gru_tf1(x, kernel, recurrent, bias, units):
 
 
 def test_gru_default_is_tf1_grucell_and_reset_after_switch_works():
-  config = experiments.get("testing").model
+  config = tiny(experiments.get("testing")).model
   model = models.build_model(config, image_size=32)
   gru = model.get_layer("vgg16_rnn_conv5_3_pool5_fc1_gru1")
   assert gru.reset_after is False
@@ -263,7 +267,7 @@ def test_dropout_rates_follow_the_paper():
                                   "table3/cnn_3rnn_fc_released", "table3/cnn_1rnn_released"])
 def test_released_rows_have_no_dropout_between_grus_and_3rnn_has_256_units(name):
   """Released code: train_script.py --h_units=256 for CNN_GRU_3RNN, DropoutWrapper(keep_prob=1) around each GRU."""
-  model = omg_cnnrnn.build_model(name, image_size=32)
+  model = models.build_model(tiny(experiments.get(name)).model, image_size=32)  # GRU sizes, not VGG-16's
   grus = [layer for layer in model.layers if "_rnn_" in layer.name and "_gru" in layer.name]
   assert (len(grus), {layer.units for layer in grus}) == ((2, {128}) if "1rnn" in name else (6, {256}))
   assert not [layer.name for layer in model.layers if "_rnn_" in layer.name and "dropout" in layer.name]

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from conftest import tiny
 from data_prep import synthesize, synthetic_faces
 from omg_cnnrnn import experiments, faces, inference, models, postprocess, serving
 from omg_cnnrnn.data import inputs, labels, pipeline
@@ -22,7 +23,8 @@ HIDDEN = range(12, 24)  # frames of the test video without a face
 
 
 def _config(rnn_inputs=None, hidden=0):
-  config = experiments.get("testing")
+  """The testing row with a tiny backbone (conftest.tiny): these tests are about prediction, not VGG-16."""
+  config = tiny(experiments.get("testing"))
   stream = config.model.streams[0]
   if rnn_inputs is not None:
     stream = dataclasses.replace(stream, rnn_inputs=rnn_inputs)
@@ -47,16 +49,9 @@ def _scaled(frames):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """The testing row as a SavedModel and as a workdir (same weights)."""
-  config = _config()
-  model = _model(config)
-  root = tmp_path_factory.mktemp("model")
-  saved = serving.export_saved_model(model, config, str(root / "saved_model"))
-  workdir = root / "workdir"
-  tf.train.Checkpoint(model=model).write(str(workdir / "best" / "model"))
-  (workdir / "config.json").write_text(config.to_json())
-  return model, config, saved, str(workdir)
+def trained(predict_model):
+  """The testing row as a SavedModel and as a workdir (same weights): conftest's shared one."""
+  return predict_model
 
 
 @pytest.fixture(scope="module")

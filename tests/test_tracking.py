@@ -10,16 +10,15 @@ import pandas as pd
 import pytest
 
 import predict_helpers as helpers
-from omg_cnnrnn import faces, inference, postprocess, serving, tracking
+from omg_cnnrnn import faces, inference, postprocess, tracking
 
 
 @pytest.fixture(scope="module")
-def crossing(tmp_path_factory):
+def crossing(tmp_path_factory, predict_model):
+  """The two faces' video, its true boxes and the shared model (conftest) as Keras model and SavedModel."""
   root = tmp_path_factory.mktemp("tracking")
   path, boxes = helpers.two_faces_video(str(root / "two.mp4"), frames=40)
-  config = helpers.config()
-  model = helpers.model(config, seed=5)
-  saved = serving.export_saved_model(model, config, str(root / "sm"))
+  model, _, saved, _ = predict_model
   return path, boxes, model, saved
 
 
