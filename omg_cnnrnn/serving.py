@@ -31,15 +31,9 @@ The export directory also holds `config.json` (the experiment) and, when the wor
 has one, `postprocess.json` (the tuned post-processing choice). The SavedModel loads
 with plain `tf.saved_model.load`, without this package.
 
-`--export_dir` must be new, empty or an earlier export of this package (anything else, e.g.
-a training workdir given by mistake, is refused); the new export is written beside the old
-and swapped in by rename, the old deleted last.
-
-Trust: a SavedModel is a program: its graph may read and write files when loaded and run.
-Load (`omg-predict --model=<dir>`, `tf.saved_model.load`) only SavedModels from a trusted
-source. For weights from an untrusted source, use a training workdir instead
-(`--model=<workdir>`: `config.json` and checkpoint tensors, no graph; the network is built
-by this package's code and only numbers are read).
+`check_export_dir` refuses an `--export_dir` that is not new, empty or an earlier export; the
+export is swapped in by rename. A SavedModel is a program: load only trusted ones (the
+`omg_cnnrnn.export` help says more).
 """
 
 from __future__ import annotations
