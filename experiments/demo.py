@@ -91,7 +91,7 @@ def main(argv):
   timings["prepare"] = time.time() - t
 
   # TensorFlow is imported only now, so the data steps above start fast in their own processes.
-  from omg_cnnrnn import evaluate, serving, train
+  from omg_cnnrnn import evaluation, serving, train
   from omg_cnnrnn import workdir as workdir_lib
   from omg_cnnrnn.hardware import matmul_peak
 
@@ -119,7 +119,7 @@ def main(argv):
   t = step("5/5 evaluate on the synthetic validation split (official protocol) + Table VI post-processing, export")
   train_dir = os.path.join(runs, CNN_RNN)
   labels_csv = os.path.join(synth, "omg", "omg_ValidationVideos.csv")
-  result = evaluate.evaluate_workdir(train_dir, records, "validation", demo, labels_csv=labels_csv,
+  result = evaluation.evaluate_workdir(train_dir, records, "validation", demo, labels_csv=labels_csv,
                                      tune_postprocess=True)
   shutil.copy(labels_csv, os.path.join(demo, "labels_validation.csv"))
   serving.export_saved_model(workdir_lib.load_workdir_model(train_dir)[0], configs[CNN_RNN],

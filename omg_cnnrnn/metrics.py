@@ -105,7 +105,7 @@ def utterance_value(frame_predictions, mask=None, aggregate: str = "mean", empty
       Masked frames never count, whatever they hold (NaN included).
     aggregate: "mean" or "median".
     empty: what an utterance without any valid frame gets: "nan" (a [D] NaN vector: the
-      caller decides, e.g. `evaluate.fill_faceless` or `postprocess.apply` give it its
+      caller decides, e.g. `evaluation.fill_faceless` or `postprocess.apply` give it its
       video's mean) or "raise" (ValueError).
 
   Returns:

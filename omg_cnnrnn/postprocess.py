@@ -5,7 +5,7 @@ Input: a list of per-utterance records, each a dict with
 - `frame_predictions`: float [n, 2] per-frame (valence, arousal) predictions in frame order;
 - `mask`: [n], nonzero for frames that count (a face was found); optional, None or
   absent means every frame counts.
-Other keys are ignored. `evaluate.predict_split` builds these from the network's
+Other keys are ignored. `evaluation.predict_split` builds these from the network's
 per-frame outputs; `records_from_frame_table` rebuilds them from a per-frame CSV.
 
 The chain, per dimension (valence and arousal keep their own settings):
@@ -38,7 +38,7 @@ The chain, per dimension (valence and arousal keep their own settings):
    SPEC), and one without any valid frame takes m. k = 0 turns the step off.
 4. Utterances still without a value (no valid frame, and the step above off or the
    whole video face-less) take the mean of their video's other utterances, else the
-   split's mean (the rule of `evaluate.fill_faceless`), so `apply` returns a complete,
+   split's mean (the rule of `evaluation.fill_faceless`), so `apply` returns a complete,
    scoreable table.
 
 Choosing the settings on validation (`tune`), two procedures, named in every choice
@@ -308,7 +308,7 @@ def smooth_within_video(values, videos, counts, k) -> np.ndarray:
 def fill_missing(values, videos) -> np.ndarray:
   """NaN utterance values: the mean of their video's other values, else the mean of all, else 0.
 
-  The rule of `evaluate.fill_faceless`, so a choice with every step off scores exactly
+  The rule of `evaluation.fill_faceless`, so a choice with every step off scores exactly
   as the raw evaluation does.
   """
   out = np.array(values, dtype=np.float64, copy=True)

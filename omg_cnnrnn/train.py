@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from omg_cnnrnn import configs, distribute, losses, models
+from omg_cnnrnn import configs, distribute, evaluation, losses, models
 from omg_cnnrnn import start as start_lib
 from omg_cnnrnn.workdir import BEST_DIR, best_weights_prefix
 from omg_cnnrnn.models.cnn_rnn import copy_matching_weights, named_layers
@@ -381,10 +381,9 @@ class Trainer:
 
   def evaluate_split(self, split: str) -> dict:
     """The official-protocol metrics of the current weights on `split` of the data dir."""
-    from omg_cnnrnn import evaluate  # Lazy: evaluate imports train's neighbours, not the reverse.
 
-    records = evaluate.predict_split(self.model, self.config, self.data_dir, split)
-    return evaluate.score_records(records, self.config.data.utterance_aggregate)
+    records = evaluation.predict_split(self.model, self.config, self.data_dir, split)
+    return evaluation.score_records(records, self.config.data.utterance_aggregate)
 
   def train(self, num_steps: int | None = None, stop_after: int | None = None) -> dict:
     """Runs until `num_steps` (default: the config's); returns the last metrics.

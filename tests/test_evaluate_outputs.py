@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import evaluate, experiments, metrics, postprocess, train  # noqa: E402
+from omg_cnnrnn import evaluation, experiments, metrics, postprocess, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def run(tmp_path_factory):
 
 
 def _evaluate(root, out, labels_csv, **kwargs):
-  return evaluate.evaluate_workdir(str(root / "wd"), str(root / "records"), "validation", str(out),
+  return evaluation.evaluate_workdir(str(root / "wd"), str(root / "records"), "validation", str(out),
                                    labels_csv=str(labels_csv), which="latest", **kwargs)
 
 
@@ -118,7 +118,7 @@ def test_the_saved_choice_is_written_after_the_metrics(run, tmp_path, monkeypatc
 
 def test_non_finite_predictions_are_an_error_naming_the_utterance(run, tmp_path, monkeypatch):
   root, _ = run
-  real = evaluate.predict_split
+  real = evaluation.predict_split
   spoiled = []
 
   def with_inf(*args, **kwargs):
@@ -128,7 +128,7 @@ def test_non_finite_predictions_are_an_error_naming_the_utterance(run, tmp_path,
     spoiled.append(f"{records[2]['video']}/{records[2]['utterance']}")
     return records
 
-  monkeypatch.setattr(evaluate, "predict_split", with_inf)
+  monkeypatch.setattr(evaluation, "predict_split", with_inf)
   with pytest.raises(ValueError) as error:
     _evaluate(root, tmp_path / "out", root / "labels.csv")
   message = str(error.value)

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import configs, evaluate, experiments, postprocess, train  # noqa: E402
+from omg_cnnrnn import configs, evaluation, experiments, postprocess, train  # noqa: E402
 
 TABLE6 = [n for n in experiments.names() if experiments.get(n).table == "VI"]
 
@@ -23,19 +23,19 @@ def test_every_table6_row_brings_its_own_settings_to_evaluation():
     row = experiments.get(name)
     base = experiments.get(row.base_experiment)  # the config a base workdir holds: no post-processing
     assert base.postprocess is None
-    settings, source = evaluate.postprocess_config(base, name)
+    settings, source = evaluation.postprocess_config(base, name)
     assert settings == row.postprocess and source == name
     assert (settings.procedure, settings.median_window_valence, settings.median_window_arousal) == ("paper", 81, 3)
   # Without a row: the workdir's own settings, else the paper's defaults; a procedure replaces the settings'.
   testing = experiments.get("testing")
-  assert evaluate.postprocess_config(testing) == (testing.postprocess, "testing")
-  settings, source = evaluate.postprocess_config(experiments.get("table3/cnn_rnn"), procedure="search")
+  assert evaluation.postprocess_config(testing) == (testing.postprocess, "testing")
+  settings, source = evaluation.postprocess_config(experiments.get("table3/cnn_rnn"), procedure="search")
   assert settings == configs.PostprocessConfig(procedure="search") and "paper's defaults" in source
   with pytest.raises(ValueError, match="table6/fusion_post post-processes 'table5/vgg_fc_rnn_resnet_rnn', but the "
                                        "workdir holds a trained 'table3/cnn_1rnn'"):
-    evaluate.postprocess_config(experiments.get("table3/cnn_1rnn"), "table6/fusion_post")
+    evaluation.postprocess_config(experiments.get("table3/cnn_1rnn"), "table6/fusion_post")
   with pytest.raises(ValueError, match="registers no post-processing"):
-    evaluate.postprocess_config(experiments.get("table3/cnn_1rnn"), "table3/cnn_1rnn")
+    evaluation.postprocess_config(experiments.get("table3/cnn_1rnn"), "table3/cnn_1rnn")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def table6_testing_row(monkeypatch):
 def test_the_rows_settings_are_what_evaluation_applies_and_outputs_name_the_procedure(workdir, table6_testing_row):
   wd, data = str(workdir / "wd"), str(workdir / "records")
   out = str(workdir / "row")
-  result = evaluate.evaluate_workdir(wd, data, "validation", out, tune_postprocess=True,
+  result = evaluation.evaluate_workdir(wd, data, "validation", out, tune_postprocess=True,
                                      postprocess_experiment=table6_testing_row)
   with open(os.path.join(out, "metrics.json")) as f:
     written = json.load(f)
@@ -85,20 +85,20 @@ def test_the_rows_settings_are_what_evaluation_applies_and_outputs_name_the_proc
   assert post["postprocess"]["median_window"][1] == 1 and post["postprocess"]["smoothing_k"] == [0.0, 0.0]
   assert result["validation"] == written["validation"]
   # The saved choice applied unchanged (as to a test split) gives the same figures and keeps the procedure.
-  again = evaluate.evaluate_workdir(wd, data, "validation", str(workdir / "applied"),
+  again = evaluation.evaluate_workdir(wd, data, "validation", str(workdir / "applied"),
                                     postprocess_path=os.path.join(wd, "postprocess.json"))
   applied = again["validation_postprocessed"]
   assert applied["postprocess_procedure"] == "paper" and "applied unchanged" in applied["postprocess_source"]
   assert (applied["valence_ccc"], applied["arousal_ccc"]) == (post["valence_ccc"], post["arousal_ccc"])
   # The wider search only when asked for, and it says so.
-  wide = evaluate.evaluate_workdir(wd, data, "validation", str(workdir / "search"), tune_postprocess=True,
+  wide = evaluation.evaluate_workdir(wd, data, "validation", str(workdir / "search"), tune_postprocess=True,
                                    postprocess_procedure="search")["validation_postprocessed"]
   assert wide["postprocess_procedure"] == "search" and "not the paper's" in wide["postprocess_description"]
   assert len(wide["postprocess"]["search"]["valence"]["median_window"]["reflect"]) > 2
   with pytest.raises(ValueError, match="need tune_postprocess"):
-    evaluate.evaluate_workdir(wd, data, "validation", str(workdir / "x"), postprocess_experiment=table6_testing_row)
+    evaluation.evaluate_workdir(wd, data, "validation", str(workdir / "x"), postprocess_experiment=table6_testing_row)
   with pytest.raises(ValueError, match="post-processes 'table3/cnn_1rnn', but the workdir holds a trained 'testing'"):
-    evaluate.evaluate_workdir(wd, data, "validation", str(workdir / "x"), tune_postprocess=True,
+    evaluation.evaluate_workdir(wd, data, "validation", str(workdir / "x"), tune_postprocess=True,
                               postprocess_experiment="table6/vgg16_1rnn_post")
 
 
@@ -116,20 +116,20 @@ def test_table6_fused_row_takes_the_better_training_way_on_validation(tmp_path):
   _metrics(os.path.join(base, "from_affwild"), 0.30, 0.40)
   _metrics(os.path.join(base, "from_omg"), 0.45, 0.20)
   out = os.path.join(root, "table6", "fusion_post", "base_run.json")
-  decision = evaluate.choose_base_run(root, "table6/fusion_post", output=out)
+  decision = evaluation.choose_base_run(root, "table6/fusion_post", output=out)
   assert decision["run"] == "from_affwild" and decision["workdir"] == os.path.join(base, "from_affwild")
   assert decision["scores"] == {"from_affwild": pytest.approx(0.35), "from_omg": pytest.approx(0.325)}
   assert "better of its training ways" in decision["reason"] and "from_omg 0.3250" in decision["reason"]
   with open(out) as f:
     assert json.load(f)["run"] == "from_affwild"
   # A single base row has one run; a way that was not evaluated does not compete.
-  single = evaluate.choose_base_run(root, "table6/resnet_rnn_post")
+  single = evaluation.choose_base_run(root, "table6/resnet_rnn_post")
   assert single["workdir"] == os.path.join(root, "table4", "cnn_rnn") and single["run"] == ""
   os.remove(os.path.join(base, "from_affwild", "eval_validation", "metrics.json"))
-  only = evaluate.choose_base_run(root, "table6/fusion_post")
+  only = evaluation.choose_base_run(root, "table6/fusion_post")
   assert only["run"] == "from_omg" and "['from_affwild'] not evaluated" in only["reason"]
   with pytest.raises(ValueError, match="not a Table VI row"):
-    evaluate.choose_base_run(root, "table3/cnn_rnn")
+    evaluation.choose_base_run(root, "table3/cnn_rnn")
 
 
 def test_procedure_descriptions_cover_every_config_procedure():

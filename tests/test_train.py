@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import evaluate, experiments, serving, train  # noqa: E402
+from omg_cnnrnn import evaluation, experiments, serving, train  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 
@@ -142,7 +142,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   assert os.listdir(os.path.join(workdir, "tensorboard", "train"))
 
   out = str(tmp_path / "eval")
-  res = evaluate.evaluate_workdir(workdir, str(data / "records"), "validation", out,
+  res = evaluation.evaluate_workdir(workdir, str(data / "records"), "validation", out,
                                   labels_csv=str(data / "labels.csv"), tune_postprocess=True)
   assert {"valence_ccc", "arousal_ccc"} <= set(res["validation"])
   # The prediction CSV has the label file's columns and rows; an independent reader scores it.
@@ -178,7 +178,7 @@ def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
   labels = pd.read_csv(data / "labels.csv")
   labels.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
   with pytest.raises(ValueError, match="do not line up"):
-    evaluate.evaluate_workdir(workdir, str(data / "records"), "validation", str(tmp_path / "e"),
+    evaluation.evaluate_workdir(workdir, str(data / "records"), "validation", str(tmp_path / "e"),
                               labels_csv=str(tmp_path / "short.csv"), which="latest")
 
 
