@@ -1,40 +1,10 @@
 """Evaluation on a prepared split with the OMG-Emotion protocol (and Table VI post-processing).
 
-The library behind `python -m omg_cnnrnn.evaluate` (a short main over this module; its help
-lists the flags and the files it writes).
-
-The network runs over every frame of every utterance (consecutive chunks of the
-training sequence length, GRU state reset per chunk as in training); the value
-of an utterance is the mean (or median) of its valid frames (Sec. III-C). Then:
-the official global CCC (one CCC over all utterances, the challenge's final
-scorer), the earlier per-video protocol, Pearson and MSE, plus frame-level CCC
-(the Aff-Wild protocol, where frames carry their own labels).
-
-Post-processing (Table VI, Sec. III-E; `omg_cnnrnn.postprocess`): `--tune_postprocess` chooses
-it on this split with the settings of `--postprocess_experiment` (a registered Table VI row,
-whose `base_experiment` must be the workdir's experiment; `experiments/table6.sh` passes it),
-else of the workdir's own config, else the paper's defaults; by the paper's procedure (fixed
-windows 81 / 3 and smoothing, each step kept only if it raises CCC) unless the config or
-`--postprocess_procedure=search` asks for the wider search. `--postprocess` applies a saved
-choice unchanged. Every post-processed figure names its procedure.
-
-Writes to `--output_dir`:
-- `metrics.json`: {split: metrics, plus `<split>_postprocessed` when post-processing applies,
-  whose `postprocess_procedure` names how its settings were chosen};
-- `frame_predictions_<split>.csv`: video, utterance, frame, face/label mask, per-frame predictions;
-- `predictions_<split>.csv`: the label file's columns in its row order, valence/arousal
-  replaced by the (post-processed) predictions: what the challenge's own scorer reads.
-- `postprocess.json`: with `--tune_postprocess`, the choice (also saved in the workdir, after
-  the rest: a failed evaluation leaves the workdir's earlier choice in place).
-Predictions are matched to labels by (video, utterance); a prepared utterance the labels lack
-is refused. The outputs appear as a unit: computed and checked first, staged, then moved in
-with `metrics.json` last (it lists the files it describes; no `metrics.json`, no complete set).
-
-Utterances in which no frame has a face get the mean prediction of the other
-utterances of their video (the global mean if none), and are counted in `metrics.json`;
-labelled utterances that were not prepared at all (a clip that failed in data prep) are
-filled the same way, counted (`utterances_not_prepared`) and named (`not_prepared`).
-NaN/inf predictions are an error naming the utterance.
+The library behind `python -m omg_cnnrnn.evaluate`, whose help describes the protocol, the
+post-processing choices and the files `evaluate_workdir` writes. Here: running the network over
+every frame of a split (`predict_split`), scoring utterance tables (`score_records`), the
+post-processing settings of a row (`postprocess_config`), and which trained run a Table VI row
+post-processes (`run_workdirs`, `better_run`, `choose_base_run`).
 """
 
 from __future__ import annotations
