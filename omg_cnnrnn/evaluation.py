@@ -423,5 +423,5 @@ def _write_frame_predictions(path: str, records: list[dict]) -> None:
         "valence": r["frame_predictions"][:, 0], "arousal": r["frame_predictions"][:, 1],
         "label_valence": r["frame_labels"][:, 0], "label_arousal": r["frame_labels"][:, 1]}))
   table = pd.concat(rows) if rows else pd.DataFrame()
-  table.to_csv(path + ".tmp", index=False, float_format="%.6f")
-  os.replace(path + ".tmp", path)
+  with record_files.atomic_output(path) as tmp:
+    table.to_csv(tmp, index=False, float_format="%.6f")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 import pandas as pd
@@ -101,33 +99,33 @@ def write_annotated_video(video: str, frames_csv: str, path: str, fps: float) ->
   A second pass over the video, reading `frames.csv` alongside: nothing is held but
   one frame and a block of rows.
   """
-  writer = None
-  tmp = path + ".tmp.mp4"
-  rows = pd.read_csv(frames_csv, chunksize=1024)
-  block = iter(())
-  try:
-    for _, frame in faces.read_frames(video):
-      row = next(block, None)
-      if row is None:
-        block = next(rows, pd.DataFrame()).itertuples(index=False)
+  # The temporary file ends in .mp4: OpenCV picks the container from the extension.
+  with record_files.atomic_output(path, suffix=".mp4") as tmp:
+    writer = None
+    rows = pd.read_csv(frames_csv, chunksize=1024)
+    block = iter(())
+    try:
+      for _, frame in faces.read_frames(video):
         row = next(block, None)
         if row is None:
-          raise faces.VideoError(video, f"decodes to more frames than {frames_csv} lists (changed meanwhile?)")
-      image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-      h, w = image.shape[:2]
-      if writer is None:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-          raise OSError(f"{path}: cannot open a video writer (mp4v)")
-      if row.face_found:
-        cv2.rectangle(image, (int(row.x0), int(row.y0)), (int(row.x1), int(row.y1)), (80, 220, 80), 2)
-      width = max(60, w // 4)
-      _gauge(image, (10, h - 2 * (width // 12 + 10) - 4), width, row.valence_post, "valence", (230, 160, 40))
-      _gauge(image, (10, h - (width // 12 + 10) - 4), width, row.arousal_post, "arousal", (60, 60, 230))
-      writer.write(image)
-  finally:
-    if writer is not None:
-      writer.release()
-  if writer is None:
-    raise faces.VideoError(video, "no decodable frames")
-  os.replace(tmp, path)
+          block = next(rows, pd.DataFrame()).itertuples(index=False)
+          row = next(block, None)
+          if row is None:
+            raise faces.VideoError(video, f"decodes to more frames than {frames_csv} lists (changed meanwhile?)")
+        image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        h, w = image.shape[:2]
+        if writer is None:
+          writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+          if not writer.isOpened():
+            raise OSError(f"{path}: cannot open a video writer (mp4v)")
+        if row.face_found:
+          cv2.rectangle(image, (int(row.x0), int(row.y0)), (int(row.x1), int(row.y1)), (80, 220, 80), 2)
+        width = max(60, w // 4)
+        _gauge(image, (10, h - 2 * (width // 12 + 10) - 4), width, row.valence_post, "valence", (230, 160, 40))
+        _gauge(image, (10, h - (width // 12 + 10) - 4), width, row.arousal_post, "arousal", (60, 60, 230))
+        writer.write(image)
+    finally:
+      if writer is not None:
+        writer.release()
+    if writer is None:
+      raise faces.VideoError(video, "no decodable frames")
