@@ -1,7 +1,7 @@
 """The network's input contract: a uint8 face crop -> the frames the network reads.
 
 One definition, used by the training and evaluation pipeline (`pipeline.scale_frames`, after
-the JPEG decode), the SavedModel's serving signatures (`export.ServingModule`) and prediction
+the JPEG decode), the SavedModel's serving signatures (`serving.ServingModule`) and prediction
 (`inference`: crops of the face tracker, before the SavedModel, the workdir model or TFLite):
 
 1. `resize_crop`: a crop (H, W, 3) of another side than the model's `image_size` (the
