@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from omg_cnnrnn import atomic, experiments, train  # noqa: E402
+from omg_cnnrnn import atomic, experiments, training  # noqa: E402
 from omg_cnnrnn.hardware import matmul_peak  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -71,10 +71,10 @@ def main(argv):
                  f"train.checkpoint_every_steps={FLAGS.steps}"]
     if experiments.get(name).model.has_rnn:
       overrides.append(f"data.sequence_length={FLAGS.sequence_length}")
-    config, resolved = train.resolve_run(name, workdir, overrides)
+    config, resolved = training.resolve_run(name, workdir, overrides)
     t0 = time.time()
-    train.configure_process()  # The process's seeds: a Trainer sets none.
-    result = train.Trainer(config, workdir, FLAGS.data_dir, init_from=resolved.sources,
+    training.configure_process()  # The process's seeds: a Trainer sets none.
+    result = training.Trainer(config, workdir, FLAGS.data_dir, init_from=resolved.sources,
                            log=lambda s: None).train()
     minutes = (time.time() - t0) / 60
     last = result["last_eval"] or {}

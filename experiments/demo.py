@@ -91,7 +91,7 @@ def main(argv):
   timings["prepare"] = time.time() - t
 
   # TensorFlow is imported only now, so the data steps above start fast in their own processes.
-  from omg_cnnrnn import evaluation, serving, train
+  from omg_cnnrnn import evaluation, serving, training
   from omg_cnnrnn import workdir as workdir_lib
   from omg_cnnrnn.hardware import matmul_peak
 
@@ -103,14 +103,14 @@ def main(argv):
     workdir = os.path.join(runs, row)
     # Validated twice; evaluation uses the better of the two (the paper reports the best CCC on
     # validation too, so these figures are selected on the split they are measured on).
-    config, resolved = train.resolve_run(f"{row}:{VARIANT}", workdir)
+    config, resolved = training.resolve_run(f"{row}:{VARIANT}", workdir)
     t = step(f"{number}/5 train {row} (Table {config.table} '{config.row}'), {config.train.num_steps} steps")
     print(resolved.describe())
     print("CPU reductions: " + ", ".join(experiments.variant_overrides(f"{row}:{VARIANT}"))
           + f" (paper: 96x96, batch {config.data.batch_size} x "
           f"{80 if config.model.has_rnn else 1} frames, tens of thousands of steps, from AffWildNet)")
-    train.configure_process(FLAGS.seed)  # The process's seeds: a Trainer sets none.
-    trainer = train.Trainer(config, workdir, records, seed=FLAGS.seed, eval_split="validation",
+    training.configure_process(FLAGS.seed)  # The process's seeds: a Trainer sets none.
+    trainer = training.Trainer(config, workdir, records, seed=FLAGS.seed, eval_split="validation",
                             init_from=resolved.sources)
     results[row] = trainer.train()
     configs[row] = config

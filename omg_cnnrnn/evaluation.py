@@ -170,7 +170,7 @@ def better_run(workdirs: dict[str, str], split: str = "validation") -> tuple[str
   """Of several evaluated runs of one row (e.g. Table V's two training ways), the better on `split`.
 
   The score is the mean of the valence and arousal CCC of the network's output (before any
-  post-processing), as training picks its best weights (`train.Trainer`). Runs without
+  post-processing), as training picks its best weights (`training.Trainer`). Runs without
   `<workdir>/eval_<split>/metrics.json` are skipped.
 
   Args:

@@ -93,7 +93,7 @@ def source_kind(source: str) -> str:
 def has_trained_weights(workdir: str) -> bool:
   """Whether a workdir holds weights to start from: best-validation (`best/`, any prefix) or a checkpoint.
 
-  The file-level twin of `workdir.best_weights_prefix` / `train._resolve_source` (this module
+  The file-level twin of `workdir.best_weights_prefix` / `training._resolve_source` (this module
   stays free of TensorFlow).
   """
   for sub in ("best", "checkpoints"):

@@ -54,7 +54,7 @@ def _split(strategy, arrays, replicas):
 
 
 def mirrored(out_path: str) -> None:
-  from omg_cnnrnn import experiments, losses, train
+  from omg_cnnrnn import experiments, losses, training
 
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   rng = np.random.default_rng(0)
@@ -105,8 +105,8 @@ def mirrored(out_path: str) -> None:
   for global_batch in (2, 4):
     config = _no_dropout(_tiny(experiments.get("testing")))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=global_batch))
-    train.configure_process()
-    trainer = train.Trainer(config, tempfile.mkdtemp(), data_dir, eval_split=None, strategy=strategy,
+    training.configure_process()
+    trainer = training.Trainer(config, tempfile.mkdtemp(), data_dir, eval_split=None, strategy=strategy,
                             log=lambda s: None)
     size, t = config.data.image_size, config.data.sequence_length
     frames = rng.uniform(-1, 1, (global_batch, t, size, size, 3)).astype(np.float32)
@@ -138,13 +138,13 @@ def mirrored(out_path: str) -> None:
 
 
 def worker(data_dir: str, workdir: str, num_steps: int, out_path: str) -> None:
-  from omg_cnnrnn import experiments, train
+  from omg_cnnrnn import experiments, training
 
   config = _tiny(experiments.get("testing"), {
       "train.num_steps": 6, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0,
       "data.batch_size": 4})
-  train.configure_process()
-  trainer = train.Trainer(config, workdir, data_dir, eval_split=None, strategy="multi_worker",
+  training.configure_process()
+  trainer = training.Trainer(config, workdir, data_dir, eval_split=None, strategy="multi_worker",
                           log=lambda s: print(s, flush=True))
   result = trainer.train(num_steps=num_steps)
   np.savez(out_path, step=int(trainer.step.numpy()), chief=trainer.is_chief,

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import configs, distribute, experiments, losses, train  # noqa: E402
+from omg_cnnrnn import configs, distribute, experiments, losses, training  # noqa: E402
 
 RUNNER = os.path.join(os.path.dirname(__file__), "distributed_run.py")
 
@@ -160,8 +160,8 @@ def test_precision_and_xla_switches_train(tmp_path, precision, jit):
   config = tiny(experiments.get("testing"), {
       "train.num_steps": 2, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0})
   try:
-    train.configure_process(precision=precision)
-    trainer = train.Trainer(config, str(tmp_path / "wd"), str(tmp_path / "data"), eval_split=None,
+    training.configure_process(precision=precision)
+    trainer = training.Trainer(config, str(tmp_path / "wd"), str(tmp_path / "data"), eval_split=None,
                             jit_compile=jit, log=lambda s: None)
     before = [w.numpy().copy() for w in trainer.model.trainable_weights]
     trainer.train()

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import evaluation, experiments, metrics, postprocess, train  # noqa: E402
+from omg_cnnrnn import evaluation, experiments, metrics, postprocess, training  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def run(tmp_path_factory):
   labels = fake_data.write_split(str(root / "records"), "validation", num_videos=3, seed=1)
   labels.to_csv(root / "labels.csv", index=False)
   config = tiny(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
-  train.configure_process()
-  train.Trainer(config, str(root / "wd"), str(root / "records"), eval_split=None, log=lambda s: None).train()
+  training.configure_process()
+  training.Trainer(config, str(root / "wd"), str(root / "records"), eval_split=None, log=lambda s: None).train()
   return root, labels
 
 

@@ -121,7 +121,7 @@ def test_streaming_signature_equals_whole_sequence(exported):
 def test_saved_model_holds_one_copy_of_the_weights(exported):
   model, config, path = exported
   stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
-  # Dropout RNG states (tf.random.Generator, present once train.set_seed has run) are not weights.
+  # Dropout RNG states (tf.random.Generator, present once training.set_seed has run) are not weights.
   weights = [shape for name, shape in stored if "OBJECT_GRAPH" not in name and "_random_generator" not in name]
   assert sum(int(np.prod(shape)) for shape in weights) == model.count_params()
 

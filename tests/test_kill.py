@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import experiments, train  # noqa: E402
+from omg_cnnrnn import experiments, training  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 # Each test starts its command line 4 to 7 times as a subprocess: minutes on 2 cores. The models
@@ -61,10 +61,10 @@ def test_export_killed_while_writing_leaves_the_old_model_and_a_rerun_completes(
   fake_data.write_split(data, "train", num_videos=2, seed=0)
   config = tiny(experiments.get("testing"), {"train.num_steps": 1, "train.eval_every_steps": 0})
   first, second = str(tmp_path / "first"), str(tmp_path / "second")
-  train.configure_process()
-  train.Trainer(config, first, data, eval_split=None, log=lambda s: None).train()
-  train.configure_process(seed=7)
-  train.Trainer(config, second, data, seed=7, eval_split=None, log=lambda s: None).train()
+  training.configure_process()
+  training.Trainer(config, first, data, eval_split=None, log=lambda s: None).train()
+  training.configure_process(seed=7)
+  training.Trainer(config, second, data, seed=7, eval_split=None, log=lambda s: None).train()
   export_dir = str(tmp_path / "sm")
   _export(first, export_dir)
   old = _outputs(export_dir)
@@ -173,8 +173,8 @@ def test_evaluate_killed_at_several_points_leaves_complete_outputs_and_a_rerun_m
   labels.to_csv(tmp_path / "labels.csv", index=False)
   config = tiny(experiments.get("testing"), {"train.num_steps": 2, "train.eval_every_steps": 2})
   workdir = str(tmp_path / "wd")
-  train.configure_process()
-  train.Trainer(config, workdir, data, log=lambda s: None).train()
+  training.configure_process()
+  training.Trainer(config, workdir, data, log=lambda s: None).train()
 
   def cmd(out):
     return [sys.executable, "-m", "omg_cnnrnn.evaluate", f"--workdir={workdir}", f"--data_dir={data}",

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
-from omg_cnnrnn import configs, experiments, start, train  # noqa: E402
+from omg_cnnrnn import configs, experiments, start, training  # noqa: E402
 
 TINY = {"model.streams": [{"backbone": "vgg16", "fc_units": [16], "fc_dropout": [0.5],
                            "rnn_inputs": [["conv5_3", "pool5", "fc1"]], "backbone_width": 0.0625}],
@@ -36,8 +36,8 @@ def trend(tmp_path_factory):
 
 
 def _run(config, workdir, data, init_from=()):
-  train.configure_process()
-  trainer = train.Trainer(config, workdir, data, eval_split=None, init_from=init_from, log=lambda s: None)
+  training.configure_process()
+  trainer = training.Trainer(config, workdir, data, eval_split=None, init_from=init_from, log=lambda s: None)
   trainer.train()
   return trainer.evaluate_split("validation")
 

@@ -177,7 +177,7 @@ def _inputs(rng, b=2, t=5, size=32):
 @pytest.mark.parametrize("training", [False, True])
 def test_masked_frames_do_not_change_valid_predictions(name, training):
   # Dropout masks must repeat between the two calls: legacy dropout ops reseeded by
-  # tf.random.set_seed (train.set_seed, run by other tests, switches Keras to stateful
+  # tf.random.set_seed (training.set_seed, run by other tests, switches Keras to stateful
   # tf.random.Generators that set_seed does not rewind).
   generator_was_on = tf_keras.backend.experimental.is_tf_random_generator_enabled()
   tf_keras.backend.experimental.disable_tf_random_generator()

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny as tiny_backbone  # noqa: E402
-from omg_cnnrnn import configs, experiments, start, train  # noqa: E402
+from omg_cnnrnn import configs, experiments, start, training  # noqa: E402
 
 
 def _fake_run(workdir, kind):
@@ -82,16 +82,16 @@ def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
   tiny = {"train.num_steps": 3, "train.checkpoint_every_steps": 3, "train.eval_every_steps": 0,
           "data.batch_size": 4}
   first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
-  train.configure_process()
-  train.Trainer(first, str(tmp_path / "runs" / "first"), data, eval_split=None, log=lambda s: None).train()
+  training.configure_process()
+  training.Trainer(first, str(tmp_path / "runs" / "first"), data, eval_split=None, log=lambda s: None).train()
   # A second row registered to start after the first (resolved by name under the same root),
   # with wider GRUs: its GRUs and output start fresh, the convolutions and FC1 load.
   second = configs.override(experiments.get("testing"), {"init.after": ["first"], "model.rnn_units": 6})
   resolved = start.resolve(second, str(tmp_path / "runs" / "second"))
   assert resolved.sources == (str(tmp_path / "runs" / "first"),) and resolved.kind == "scratch"
   config = tiny_backbone(start.apply(second, resolved), tiny)
-  train.configure_process()
-  trainer = train.Trainer(config, str(tmp_path / "runs" / "second"), data, eval_split=None,
+  training.configure_process()
+  trainer = training.Trainer(config, str(tmp_path / "runs" / "second"), data, eval_split=None,
                           init_from=resolved.sources, log=lambda s: None)
   with open(tmp_path / "runs" / "second" / "config.json") as f:
     saved = json.load(f)
@@ -100,7 +100,7 @@ def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
     layers = json.load(f)["layers"]
   assert layers["vgg16/conv1_1"].startswith(str(tmp_path / "runs" / "first"))
   assert layers["vgg16_rnn_conv5_3_pool5_fc1_gru1"] == "fresh" and layers["output"] == "fresh"
-  assert set(layers) == {p for p, _ in train.named_layers(trainer.model)}
+  assert set(layers) == {p for p, _ in training.named_layers(trainer.model)}
   # The recipe freezes the loaded layers for its first steps: they do not move, the fresh ones do.
   before = {w.name: w.numpy().copy() for w in trainer.model.trainable_weights}
   trainer.train()
@@ -111,11 +111,11 @@ def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
 
 
 def test_paper_values_recorded_for_a_paper_start(tmp_path):
-  config, resolved = train.resolve_run("table3/cnn_rnn", str(tmp_path / "table3" / "cnn_rnn"),
+  config, resolved = training.resolve_run("table3/cnn_rnn", str(tmp_path / "table3" / "cnn_rnn"),
                                        overrides=["train.num_steps=7"],
                                        paper=start.PaperWeights(affwildnet_vgg="/w/model.ckpt-9"))
   assert resolved.kind == "paper" and config.train.start == "paper" and config.train.num_steps == 7
-  config, resolved = train.resolve_run("table3/cnn_rnn", str(tmp_path / "table3" / "cnn_rnn"),
+  config, resolved = training.resolve_run("table3/cnn_rnn", str(tmp_path / "table3" / "cnn_rnn"),
                                        overrides=["train.learning_rate=0.0005"])
   # The user's overrides come after the recipe.
   assert resolved.kind == "scratch" and config.train.learning_rate == 0.0005
@@ -124,8 +124,8 @@ def test_paper_values_recorded_for_a_paper_start(tmp_path):
 
 @pytest.fixture
 def restored_process():
-  """Op determinism back as it was after the test (`train.configure_process(deterministic=True)` sets it)."""
-  with train.restoring_process_settings():
+  """Op determinism back as it was after the test (`training.configure_process(deterministic=True)` sets it)."""
+  with training.restoring_process_settings():
     yield
 
 
@@ -138,16 +138,16 @@ def test_loaded_layers_ramp_up_after_the_freeze(tmp_path, restored_process):
   tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
           "data.batch_size": 4, "train.warmup_steps": 0}
   first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
-  train.configure_process()
-  train.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
+  training.configure_process()
+  training.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
   moves = {}
   for ramp in (0, 4):
     config = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())),
                            {**tiny, "train.freeze_loaded_steps": 2, "train.num_steps": 3,
                             "train.loaded_lr_scale": 1.0, "train.fresh_lr_scale": 1.0,
                             "train.loaded_warmup_steps": ramp, "model.rnn_units": 6})
-    train.configure_process(deterministic=True)
-    trainer = train.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None,
+    training.configure_process(deterministic=True)
+    trainer = training.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None,
                             init_from=(str(tmp_path / "first"),), log=lambda s: None)
     kernel = trainer.model.get_layer("vgg16").get_layer("conv1_1").kernel
     trainer.train(num_steps=2)  # frozen: the loaded kernel does not move

@@ -21,7 +21,7 @@ import tf_keras
 sys.path.insert(0, os.path.dirname(__file__))
 import tf1_reference as ref  # noqa: E402
 
-from omg_cnnrnn import experiments, models, tf1, train  # noqa: E402
+from omg_cnnrnn import experiments, models, tf1, training  # noqa: E402
 
 SIZE = 64
 _RNG = np.random.default_rng(7)
@@ -87,7 +87,7 @@ def test_converted_model_matches_the_tf1_graph(released, name, wrapper, tf11, nu
   assert len(report["loaded"]) == num_vars and len(report["keras_loaded"]) == num_layers
   if tf11:
     assert "rnn_out_fc_max_pool_1/rnn/multi_rnn_cell/cell_0/gru_cell/gates/weights" in report["loaded"]
-  json.dumps(report)  # train.warm_start stores it as JSON.
+  json.dumps(report)  # training.warm_start stores it as JSON.
 
   diff = float(np.abs(_predict(model) - tf1_out["prediction"]).max())
   MEASURED[name] = diff
@@ -190,7 +190,7 @@ def test_partial_warm_start_of_cnn_3rnn_from_affwildnet(released):
   with pytest.raises(tf1.TF1CheckpointError, match="vgg16_rnn_conv5_3_gru1 has no variable"):
     tf1.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru")
   output_before = model.get_layer("output").kernel.numpy()
-  result = train.warm_start(model, config.model, [f"tf1:{prefix}"], SIZE)  # Layout detected from the names.
+  result = training.warm_start(model, config.model, [f"tf1:{prefix}"], SIZE)  # Layout detected from the names.
   report = result["sources"][0]["report"]
   assert report["released_model"] == "affwildnet_vggface_gru"
   assert [m["variable"] for m in report["shape_mismatch"]] == ["rnn_1/weights_rnn"]
@@ -203,7 +203,7 @@ def test_partial_warm_start_of_cnn_3rnn_from_affwildnet(released):
   fc1 = models.feature_taps(model)(FRAMES.reshape((-1, SIZE, SIZE, 3)))["fc1"].numpy()
   np.testing.assert_allclose(fc1, tf1_out["fc1"], rtol=1e-4, atol=1e-4)
   # The explicit form `tf1:<released>@<prefix>` names the layout.
-  named = train.warm_start(model, config.model, [f"tf1:affwildnet_vggface_gru@{prefix}"], SIZE)
+  named = training.warm_start(model, config.model, [f"tf1:affwildnet_vggface_gru@{prefix}"], SIZE)
   assert named["sources"][0]["report"]["released_model"] == "affwildnet_vggface_gru"
 
 
@@ -245,11 +245,11 @@ def test_command_writes_checkpoint_savedmodel_and_init_from_source_and_refuses_a
   MEASURED[f"{name} (command, SavedModel on uint8)"] = diff
   assert diff < TOLERANCE
 
-  config_path, ckpt = train._resolve_source(str(out_dir))
+  config_path, ckpt = training._resolve_source(str(out_dir))
   assert config_path == str(out_dir / "config.json") and ckpt.endswith("checkpoints/ckpt-0")
   config = experiments.get("table3/cnn_rnn")
   model = models.build_model(config.model, image_size=SIZE)
-  result = train.warm_start(model, config.model, [str(out_dir)], SIZE)
+  result = training.warm_start(model, config.model, [str(out_dir)], SIZE)
   assert result["fresh"] == [] and len(result["loaded"]) == 17
   assert np.abs(_predict(model) - tf1_out["prediction"]).max() < TOLERANCE
 

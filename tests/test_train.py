@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import evaluation, experiments, serving, train  # noqa: E402
+from omg_cnnrnn import evaluation, experiments, serving, training  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 
@@ -41,8 +41,8 @@ def _weights(model):
 def test_loss_falls_on_a_learnable_set(data, tmp_path):
   config = _config(**{"train.num_steps": 60, "train.learning_rate": 3e-4, "train.checkpoint_every_steps": 60,
                       "data.batch_size": 4})
-  train.configure_process()
-  trainer = train.Trainer(config, str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
+  training.configure_process()
+  trainer = training.Trainer(config, str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
   trainer.train()
   with open(tmp_path / "wd" / "history.jsonl") as f:
     losses = [json.loads(line)["loss"] for line in f]
@@ -52,14 +52,14 @@ def test_loss_falls_on_a_learnable_set(data, tmp_path):
 
 @pytest.fixture
 def restored_process():
-  """Op determinism and the dtype policy back as they were after the test (`train.configure_process` sets them)."""
-  with train.restoring_process_settings():
+  """Op determinism and the dtype policy back as they were after the test (`training.configure_process` sets them)."""
+  with training.restoring_process_settings():
     yield
 
 
 def test_a_trainer_changes_no_process_wide_setting(data, tmp_path):
-  with train.restoring_process_settings():
-    train.configure_process(seed=0, deterministic=True, precision="mixed_bfloat16")
+  with training.restoring_process_settings():
+    training.configure_process(seed=0, deterministic=True, precision="mixed_bfloat16")
     assert tf_config.is_op_determinism_enabled()
     assert tf_keras.mixed_precision.global_policy().name == "mixed_bfloat16"
   assert not tf_config.is_op_determinism_enabled()
@@ -67,7 +67,7 @@ def test_a_trainer_changes_no_process_wide_setting(data, tmp_path):
   np.random.seed(123)
   want = np.random.rand()
   np.random.seed(123)
-  train.Trainer(_config(), str(tmp_path / "wd"), str(data / "records"), seed=0, eval_split=None, log=lambda s: None)
+  training.Trainer(_config(), str(tmp_path / "wd"), str(data / "records"), seed=0, eval_split=None, log=lambda s: None)
   assert np.random.rand() == want  # not reseeded (it was: set_random_seed(seed) in the constructor)
   assert not tf_config.is_op_determinism_enabled()
   assert tf_keras.mixed_precision.global_policy().name == "float32"
@@ -76,16 +76,16 @@ def test_a_trainer_changes_no_process_wide_setting(data, tmp_path):
 def test_resumed_run_ends_with_the_same_step_and_weights(data, tmp_path, restored_process):
   config = _config(**{"train.num_steps": 6})
   kwargs = dict(data_dir=str(data / "records"), eval_split=None, log=lambda s: None)
-  train.configure_process(deterministic=True)
-  whole = train.Trainer(config, str(tmp_path / "whole"), **kwargs)
+  training.configure_process(deterministic=True)
+  whole = training.Trainer(config, str(tmp_path / "whole"), **kwargs)
   whole.train()
-  train.configure_process(deterministic=True)
-  first = train.Trainer(config, str(tmp_path / "killed"), **kwargs)
+  training.configure_process(deterministic=True)
+  first = training.Trainer(config, str(tmp_path / "killed"), **kwargs)
   first.train(stop_after=3)  # killed after step 3: the last checkpoint is step 2
   assert first.manager.latest_checkpoint.endswith("ckpt-2")
   del first
-  train.configure_process(deterministic=True)
-  resumed = train.Trainer(config, str(tmp_path / "killed"), **kwargs)
+  training.configure_process(deterministic=True)
+  resumed = training.Trainer(config, str(tmp_path / "killed"), **kwargs)
   assert int(resumed.step.numpy()) == 2
   result = resumed.train()
   assert result["end_step"] == 6 == int(whole.step.numpy())
@@ -94,23 +94,23 @@ def test_resumed_run_ends_with_the_same_step_and_weights(data, tmp_path, restore
 
 
 def test_resume_refuses_a_different_config(data, tmp_path):
-  train.configure_process()
-  train.Trainer(_config(), str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
+  training.configure_process()
+  training.Trainer(_config(), str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
   with pytest.raises(ValueError, match="different config"):
-    train.configure_process()
-    train.Trainer(_config(**{"train.learning_rate": 0.5}), str(tmp_path / "wd"), str(data / "records"))
+    training.configure_process()
+    training.Trainer(_config(**{"train.learning_rate": 0.5}), str(tmp_path / "wd"), str(data / "records"))
 
 
 def test_warm_start_loads_matching_layers_and_reports_fresh_ones(data, tmp_path):
-  train.configure_process()
-  source = train.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "src"), str(data / "records"),
+  training.configure_process()
+  source = training.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "src"), str(data / "records"),
                          eval_split=None, log=lambda s: None)
   source.train()
   # A different row: same VGG stream and fc1, but two RNN subnets instead of one, and wider GRUs.
   target_config = _config(**{"model.rnn_units": 6, "model.streams": [
       {"backbone": "vgg16", "fc_units": [16], "fc_dropout": [0.5], "rnn_inputs": [["pool5"], ["fc1"]]}]})
-  train.configure_process()
-  target = train.Trainer(target_config, str(tmp_path / "dst"), str(data / "records"), eval_split=None,
+  training.configure_process()
+  target = training.Trainer(target_config, str(tmp_path / "dst"), str(data / "records"), eval_split=None,
                          init_from=[str(tmp_path / "src")], log=lambda s: None)
   with open(tmp_path / "dst" / "init_report.json") as f:
     report = json.load(f)
@@ -124,17 +124,17 @@ def test_warm_start_loads_matching_layers_and_reports_fresh_ones(data, tmp_path)
 
 def test_missing_data_and_init_sources_fail_clearly(data, tmp_path):
   with pytest.raises(FileNotFoundError, match="no shards match"):
-    train.configure_process()
-    train.Trainer(_config(), str(tmp_path / "a"), str(tmp_path / "nowhere"))
+    training.configure_process()
+    training.Trainer(_config(), str(tmp_path / "a"), str(tmp_path / "nowhere"))
   with pytest.raises(FileNotFoundError, match="init_from"):
-    train.configure_process()
-    train.Trainer(_config(), str(tmp_path / "b"), str(data / "records"), init_from=[str(tmp_path / "nothing")])
+    training.configure_process()
+    training.Trainer(_config(), str(tmp_path / "b"), str(data / "records"), init_from=[str(tmp_path / "nothing")])
 
 
 def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   workdir = str(tmp_path / "wd")
-  train.configure_process()
-  trainer = train.Trainer(_config(**{"train.eval_every_steps": 2}), workdir, str(data / "records"),
+  training.configure_process()
+  trainer = training.Trainer(_config(**{"train.eval_every_steps": 2}), workdir, str(data / "records"),
                           log=lambda s: None)
   result = trainer.train()
   assert result["end_step"] == 4 and os.path.exists(workdir_lib.best_weights_prefix(workdir) + ".index")
@@ -172,8 +172,8 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
 
 def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
   workdir = str(tmp_path / "wd")
-  train.configure_process()
-  train.Trainer(_config(**{"train.num_steps": 1}), workdir, str(data / "records"), eval_split=None,
+  training.configure_process()
+  training.Trainer(_config(**{"train.num_steps": 1}), workdir, str(data / "records"), eval_split=None,
                 log=lambda s: None).train()
   labels = pd.read_csv(data / "labels.csv")
   labels.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
@@ -185,8 +185,8 @@ def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
 def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp_path, monkeypatch):
   """The paper's second fusion start ("the networks that had the best performance")."""
   workdir = str(tmp_path / "src")
-  train.configure_process()
-  trainer = train.Trainer(_config(**{"train.num_steps": 6, "train.eval_every_steps": 2}), workdir,
+  training.configure_process()
+  trainer = training.Trainer(_config(**{"train.num_steps": 6, "train.eval_every_steps": 2}), workdir,
                           str(data / "records"), log=lambda s: None)
   at_eval = {}
   scores = {2: 0.1, 4: 0.5, 6: 0.2}  # The best step (4) is neither the first nor the last.
@@ -209,8 +209,8 @@ def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp
   with open(os.path.join(workdir, "best", "model-9.index"), "wb") as f:
     f.write(b"truncated")
 
-  train.configure_process()
-  target = train.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "dst"), str(data / "records"),
+  training.configure_process()
+  target = training.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "dst"), str(data / "records"),
                          eval_split=None, init_from=[workdir], log=lambda s: None)
   for a, b in zip(_weights(target.model), at_eval[4]):
     np.testing.assert_array_equal(a, b)
@@ -227,8 +227,8 @@ def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp
 def test_best_weights_of_an_earlier_layout_are_still_read(data, tmp_path):
   """Workdirs written before the atomic swap hold one fixed `best/model` prefix."""
   workdir = str(tmp_path / "old")
-  train.configure_process()
-  trainer = train.Trainer(_config(**{"train.num_steps": 2}), workdir, str(data / "records"), eval_split=None,
+  training.configure_process()
+  trainer = training.Trainer(_config(**{"train.num_steps": 2}), workdir, str(data / "records"), eval_split=None,
                           log=lambda s: None)
   want = _weights(trainer.model)
   tf.train.Checkpoint(model=trainer.model).write(os.path.join(workdir, "best", "model"))
