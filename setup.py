@@ -26,7 +26,7 @@ setuptools.setup(
         "absl-py>=1.4",
         # Face detection (ships its weights, works offline); SPEC 'Training'.
         "mtcnn>=1.0",
-        # Keras VGG-Face weights (.h5) for omg_cnnrnn.tf1 (TensorFlow installs it too).
+        # Keras VGG-Face weights (.h5) for omg_cnnrnn.tf1_weights (TensorFlow installs it too).
         "h5py>=3.8",
         "tqdm>=4.60",
         "matplotlib>=3.7",

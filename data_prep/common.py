@@ -688,6 +688,10 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
         detector_factory: Callable | None = None) -> dict:
   """Prepares this job's slice of `items`, assembles its shards, rewrites the manifest.
 
+  The steps, in order: `plan` (which items this job does and which are already done),
+  `execute` (process the rest), `assemble` (this job's shards), `write_manifest`, then
+  the summary line (and `strict`'s exit).
+
   The whole run holds a lock on `output_dir` (`.prepare.lock`): exclusive for a single job,
   which then first sweeps temporary files that killed runs left; shared among the jobs of
   an array (`num_shards > 1`), whose shard assembly and manifest writes take the manifest
@@ -729,14 +733,58 @@ def run(items: list[Item], output_dir: str, problems: list[dict], settings: Sett
       if swept:
         _say(f"[prepare] removed {len(swept)} temporary files of interrupted runs ({swept[:3]}...)")
     with _registered_inputs(output_dir, items, shard_index, num_shards):
-      return _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards,
-                  strict, progress, detector, detector_factory)
+      job = plan(items, output_dir, problems, settings, shard_index, num_shards)
+      frames, seconds = execute(job, output_dir, settings, num_workers, progress, detector, detector_factory)
+      assemble(job, output_dir, shard_index, num_shards, output_shards)
+      last_run = _last_run(job, frames, seconds, shard_index, num_shards, num_workers, settings)
+      manifest = write_manifest(output_dir, job.items, job.problems, job.fingerprints, last_run)
+      _conclude(job, frames, seconds, shard_index, num_shards, strict)
+      return manifest
 
 
-def _run(items, output_dir, problems, settings, num_workers, shard_index, num_shards, output_shards, strict,
-         progress, detector, detector_factory) -> dict:
-  from tqdm import tqdm
+@dataclasses.dataclass
+class Job:
+  """What one job of a run does, as `plan` found it; `execute` adds the rows it makes.
 
+  Attributes:
+    items: every usable input of the run (all jobs), in input order.
+    problems: inputs rejected before processing, those with an unusable name included.
+    fingerprints: key -> fingerprint of every usable input (`fingerprint`).
+    mine: this job's slice of `items` (`order % num_shards == shard_index`).
+    todo: the items of `mine` to process (not prepared yet, or prepared from other inputs).
+    rows: key -> manifest row of this job's items: the finished ones ("skipped-existing")
+      from the start, the processed ones as they finish.
+  """
+
+  items: list[Item]
+  problems: list[dict]
+  fingerprints: dict
+  mine: list[Item]
+  todo: list[Item]
+  rows: dict
+
+
+def plan(items: list[Item], output_dir: str, problems: list[dict], settings: Settings, shard_index: int,
+         num_shards: int) -> Job:
+  """Checks the inputs and decides which of this job's items are done and which to process.
+
+  Also prints every rejected input (`problems`, and names that cannot be used, which fail
+  their own row, never the run).
+
+  Args:
+    items: every input, in input order.
+    output_dir: the prepared directory.
+    problems: inputs rejected before processing (see `run`).
+    settings: processing settings (part of each item's fingerprint).
+    shard_index: this job's index in a job array.
+    num_shards: jobs in the array.
+
+  Returns:
+    The `Job`.
+
+  Raises:
+    ValueError: an unknown split name, or two items with the same key.
+  """
   for split in {it.split for it in items} | {p["split"] for p in problems}:
     records.check_split(split)
   keys = [it.key for it in items]
@@ -754,11 +802,11 @@ def _run(items, output_dir, problems, settings, num_workers, shard_index, num_sh
                        "source": it.source, "dataset": it.dataset, "reason": reason})
   items = usable
   os.makedirs(output_dir, exist_ok=True)
-  fps_ = {it.key: fingerprint(it, settings) for it in items}
+  fingerprints = {it.key: fingerprint(it, settings) for it in items}
   mine = [it for it in items if it.order % num_shards == shard_index]
   todo, rows = [], {}
   for it in mine:
-    done = _finished(output_dir, it, fps_[it.key])
+    done = _finished(output_dir, it, fingerprints[it.key])
     if done is not None:
       rows[it.key] = {**done, "status": "skipped-existing"}
     else:
@@ -768,90 +816,163 @@ def _run(items, output_dir, problems, settings, num_workers, shard_index, num_sh
     where = f" row {p['row']}" if p.get("row", 0) > 0 else ""
     _say(f"[prepare] {level} {shown(p['source'])}{where} ({shown(p['video'])}/{shown(p['utterance'])}): "
          f"{p['reason']}")
+  return Job(items=items, problems=problems, fingerprints=fingerprints, mine=mine, todo=todo, rows=rows)
+
+
+def execute(job: Job, output_dir: str, settings: Settings, num_workers: int = 1, progress: bool = True,
+            detector=None, detector_factory: Callable | None = None) -> tuple[int, float]:
+  """Processes `job.todo` (in this process or a pool of workers), adding each row to `job.rows`.
+
+  Shows a progress bar, prints each item's errors and warnings as it finishes, and rewrites
+  the manifest every `MANIFEST_EVERY_S` so a long run's progress is visible (and survives a
+  kill) before it ends.
+
+  Args:
+    job: what `plan` found.
+    output_dir: the prepared directory.
+    settings: processing settings.
+    num_workers: worker processes (1, or a single pending item: in this process).
+    progress: tqdm progress bar.
+    detector: a `faces.Detector` to use in this process (needs num_workers=1).
+    detector_factory: picklable `FaceConfig -> Detector` for every worker (default MTCNN).
+
+  Returns:
+    (frames prepared, seconds taken).
+
+  Raises:
+    ValueError: a detector instance with num_workers > 1.
+  """
+  from tqdm import tqdm
+
   t0 = time.perf_counter()
   frames = 0
-  bar = tqdm(total=len(todo), desc=f"prepare {len(todo)} of {len(mine)}", unit="item", disable=not progress,
-             file=sys.stderr)
+  bar = tqdm(total=len(job.todo), desc=f"prepare {len(job.todo)} of {len(job.mine)}", unit="item",
+             disable=not progress, file=sys.stderr)
 
   last_manifest = time.perf_counter()
 
   def finish(row):
     nonlocal frames, last_manifest
-    rows[row["key"]] = _report(row)
+    job.rows[row["key"]] = _report(row)
     frames += row.get("num_frames", 0) if row.get("status") == "ok" else 0
     bar.update()
     bar.set_postfix_str(f"{frames / max(time.perf_counter() - t0, 1e-9):.0f} frames/s")
     if time.perf_counter() - last_manifest >= MANIFEST_EVERY_S:
       # A long run's progress is visible (and survives a kill) before it ends.
-      write_manifest(output_dir, items, problems, fps_)
+      write_manifest(output_dir, job.items, job.problems, job.fingerprints)
       last_manifest = time.perf_counter()
 
-  if num_workers <= 1 or len(todo) <= 1:
+  if num_workers <= 1 or len(job.todo) <= 1:
     if detector is None:
       _init_worker(detector_factory, 0)
-    for it in todo:
-      finish(process_item(it, output_dir, settings, detector, fps_[it.key]))
+    for it in job.todo:
+      finish(process_item(it, output_dir, settings, detector, job.fingerprints[it.key]))
   else:
     if detector is not None:
       raise ValueError("a detector instance works in this process only: use detector_factory with num_workers > 1")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // num_workers)
-    ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
-                                                  initargs=(detector_factory, threads))
-    lost = []  # Items whose worker died (one dying process fails every item still queued).
-    try:
-      futures = {pool.submit(process_item, it, output_dir, settings, None, fps_[it.key]): it for it in todo}
-      for fut in concurrent.futures.as_completed(futures):
-        it = futures[fut]
-        try:
-          finish(fut.result())
-        except concurrent.futures.process.BrokenProcessPool:
-          lost.append(it)
-    finally:
-      # On an interrupt, drop the queue instead of finishing it.
-      pool.shutdown(wait=True, cancel_futures=True)
-    if lost:
-      # Retried once, each alone in a fresh worker, so an item that kills its worker again
-      # is the one reported (out of memory, a decoder crash) and the others are prepared.
-      _say(f"[prepare] a worker process died: retrying {len(lost)} items one at a time")
-      pool = None
-      try:
-        for it in sorted(lost, key=lambda it: it.order):
-          if pool is None:
-            pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                                          initargs=(detector_factory, threads))
-          try:
-            finish(pool.submit(process_item, it, output_dir, settings, None, fps_[it.key]).result())
-          except concurrent.futures.process.BrokenProcessPool as e:
-            row = {**_base_row(it), "fingerprint": fps_[it.key], "status": "error",
-                   "reason": f"the worker process died while preparing it, also when retried alone ({e})"}
-            _write_json(_item_paths(output_dir, it)[1], row)  # The manifest is built from the rows on disk.
-            finish(row)
-            pool.shutdown(wait=True)
-            pool = None
-      finally:
-        if pool is not None:
-          pool.shutdown(wait=True, cancel_futures=True)
+    _execute_in_pool(job, output_dir, settings, num_workers, detector_factory, finish)
   bar.close()
-  seconds = time.perf_counter() - t0
-  splits = {it.split for it in items} | {p["split"] for p in problems if p.get("status", "error") == "error"}
+  return frames, time.perf_counter() - t0
+
+
+def _execute_in_pool(job: Job, output_dir: str, settings: Settings, num_workers: int,
+                     detector_factory: Callable | None, finish: Callable[[dict], None]) -> None:
+  """`execute` with `num_workers` spawned worker processes; items whose worker died are retried alone."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  threads = max(1, cores // num_workers)
+  ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+  pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
+                                                initargs=(detector_factory, threads))
+  lost = []  # Items whose worker died (one dying process fails every item still queued).
+  try:
+    futures = {pool.submit(process_item, it, output_dir, settings, None, job.fingerprints[it.key]): it
+               for it in job.todo}
+    for fut in concurrent.futures.as_completed(futures):
+      it = futures[fut]
+      try:
+        finish(fut.result())
+      except concurrent.futures.process.BrokenProcessPool:
+        lost.append(it)
+  finally:
+    # On an interrupt, drop the queue instead of finishing it.
+    pool.shutdown(wait=True, cancel_futures=True)
+  if lost:
+    _retry_alone(lost, job, output_dir, settings, ctx, detector_factory, threads, finish)
+
+
+def _retry_alone(lost: list[Item], job: Job, output_dir: str, settings: Settings, ctx, detector_factory,
+                 threads: int, finish: Callable[[dict], None]) -> None:
+  """Retries the items of a dead worker once, each alone in a fresh worker.
+
+  So an item that kills its worker again is the one reported (out of memory, a decoder
+  crash), with a row on disk saying so, and the others are prepared.
+  """
+  _say(f"[prepare] a worker process died: retrying {len(lost)} items one at a time")
+  pool = None
+  try:
+    for it in sorted(lost, key=lambda it: it.order):
+      if pool is None:
+        pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
+                                                      initargs=(detector_factory, threads))
+      try:
+        finish(pool.submit(process_item, it, output_dir, settings, None, job.fingerprints[it.key]).result())
+      except concurrent.futures.process.BrokenProcessPool as e:
+        row = {**_base_row(it), "fingerprint": job.fingerprints[it.key], "status": "error",
+               "reason": f"the worker process died while preparing it, also when retried alone ({e})"}
+        _write_json(_item_paths(output_dir, it)[1], row)  # The manifest is built from the rows on disk.
+        finish(row)
+        pool.shutdown(wait=True)
+        pool = None
+  finally:
+    if pool is not None:
+      pool.shutdown(wait=True, cancel_futures=True)
+
+
+def assemble(job: Job, output_dir: str, shard_index: int, num_shards: int, output_shards: int) -> dict:
+  """Writes this job's shards, deletes the files of inputs no longer listed, records each row's shard.
+
+  Runs under the manifest lock, so the jobs of an array assemble in turn. The splits are
+  those of the usable items and of the inputs rejected with an error.
+
+  Args:
+    job: the job, after `execute`.
+    output_dir: the prepared directory.
+    shard_index: this job's index in a job array.
+    num_shards: jobs in the array.
+    output_shards: shards per split for a single job (0: about 128 MiB each).
+
+  Returns:
+    key -> shard name of this job's prepared items.
+  """
+  splits = {it.split for it in job.items} | {p["split"] for p in job.problems if p.get("status", "error") == "error"}
   with _locked(output_dir):  # Jobs of an array assemble in turn.
-    shards = _assemble(mine, splits, rows, output_dir, shard_index, num_shards, output_shards)
-    _remove_orphans(output_dir, splits, {it.key for it in items})
-    by_key = {it.key: it for it in mine}
-    for key, row in rows.items():
+    shards = _write_shards(job.mine, splits, job.rows, output_dir, shard_index, num_shards, output_shards)
+    _remove_orphans(output_dir, splits, {it.key for it in job.items})
+    by_key = {it.key: it for it in job.mine}
+    for key, row in job.rows.items():
       if row.get("status") in PREPARED:
         row["shard"] = shards[key]
         _write_json(_item_paths(output_dir, by_key[key])[1], row)
+  return shards
+
+
+def _last_run(job: Job, frames: int, seconds: float, shard_index: int, num_shards: int, num_workers: int,
+              settings: Settings) -> dict:
+  """The manifest's `last_run`: this job's counts, throughput and settings."""
+  processed = [r for r in job.rows.values() if r["status"] != "skipped-existing"]
+  ok = sum(r["status"] == "ok" for r in processed)
+  return {"job": f"{shard_index} of {num_shards}", "processed": len(processed), "ok": ok,
+          "skipped_existing": len(job.rows) - len(processed), "frames": frames, "seconds": round(seconds, 3),
+          "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None, "num_workers": num_workers,
+          "settings": dataclasses.asdict(settings)}
+
+
+def _conclude(job: Job, frames: int, seconds: float, shard_index: int, num_shards: int, strict: bool) -> None:
+  """Prints the job's summary line; with `strict`, SystemExit naming the bad inputs (warnings included)."""
+  rows = job.rows
   processed = [r for r in rows.values() if r["status"] != "skipped-existing"]
   ok = sum(r["status"] == "ok" for r in processed)
-  last_run = {"job": f"{shard_index} of {num_shards}", "processed": len(processed), "ok": ok,
-              "skipped_existing": len(rows) - len(processed), "frames": frames, "seconds": round(seconds, 3),
-              "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None, "num_workers": num_workers,
-              "settings": dataclasses.asdict(settings)}
-  manifest = write_manifest(output_dir, items, problems, fps_, last_run)
-  failures = ([(p["source"], p["video"], p["utterance"], f"row {p['row']}: {p['reason']}") for p in problems
+  failures = ([(p["source"], p["video"], p["utterance"], f"row {p['row']}: {p['reason']}") for p in job.problems
                if p.get("status", "error") == "error"] +
               [(r["source"], r["video"], r["utterance"], r["reason"]) for r in rows.values()
                if r["status"] not in PREPARED] +
@@ -864,7 +985,6 @@ def _run(items, output_dir, problems, settings, num_workers, shard_index, num_sh
     listed = "\n  ".join(f"{src} ({v}/{u}): {why}" for src, v, u, why in failures[:50])
     more = f"\n  ... and {len(failures) - 50} more (see {MANIFEST})" if len(failures) > 50 else ""
     raise SystemExit(f"--strict: {len(failures)} bad inputs (everything else was written):\n  {listed}{more}")
-  return manifest
 
 
 def _remove_orphans(output_dir: str, splits: set, keys: set) -> None:
@@ -890,8 +1010,8 @@ def _shard_count(requested: int, items: list[Item], rows: dict) -> int:
   return max(1, min(len(items), math.ceil(total / SHARD_TARGET_BYTES)))
 
 
-def _assemble(mine: list[Item], splits: set, rows: dict, output_dir: str, shard_index: int, num_shards: int,
-              output_shards: int) -> dict:
+def _write_shards(mine: list[Item], splits: set, rows: dict, output_dir: str, shard_index: int, num_shards: int,
+                  output_shards: int) -> dict:
   """Writes this job's shards of `splits` from the item records, in input order.
 
   A split without prepared items gets no shard (and loses its old ones). Returns

@@ -179,7 +179,7 @@ class StartConfig:
   before it (`after`: the staged recipe, CNN-only before CNN-RNN), else from scratch.
   """
 
-  # Released AffWildNet models (`omg_cnnrnn.tf1` names) this row loads, one per stream:
+  # Released AffWildNet models (`omg_cnnrnn.tf1_weights` names) this row loads, one per stream:
   # "affwildnet_vggface_gru" (VGG-16 streams), "affwildnet_resnet_gru" (ResNet-50 streams).
   paper_weights: tuple[str, ...] = ()
   # Registered rows whose trained workdirs start this row when the paper weights are not

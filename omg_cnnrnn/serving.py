@@ -1,7 +1,7 @@
 """SavedModel serving: the uint8-in signatures (`ServingModule`) and `export_saved_model`.
 
 The library behind `omg_cnnrnn.export` (the command line, imported by nothing); prediction
-(`inference`), TFLite (`tflite`) and TF1 conversion (`tf1`) use it.
+(`inference`), TFLite (`tflite`) and TF1 conversion (`tf1_weights`) use it.
 
 Signatures (scaling to [-1, 1] happens inside the graph, `data.inputs.scale`):
 - `serving_default(frames)`: frames uint8 (B, T, S, S, 3), every frame valid;

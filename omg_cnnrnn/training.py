@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from omg_cnnrnn import configs, distribute, evaluation, losses, models
+from omg_cnnrnn import configs, distribute, evaluation, losses, models, tf1_weights
 from omg_cnnrnn import start as start_lib
 from omg_cnnrnn.workdir import BEST_DIR, best_weights_prefix
 from omg_cnnrnn.models.cnn_rnn import copy_matching_weights, named_layers
@@ -124,8 +124,8 @@ def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_fr
   """Initialises `model` from other runs, TF1 checkpoints or VGG-Face weights; returns the report.
 
   Each source fills the layers that earlier sources left unloaded. `tf1:[<released>@]<prefix>`
-  sources go through `omg_cnnrnn.tf1.load_tf1_checkpoint` (partial loads allowed) and
-  `vggface:<h5>` through `tf1.load_vggface_h5` (the 13 VGG convolutions); such a source
+  sources go through `omg_cnnrnn.tf1_weights.load_tf1_checkpoint` (partial loads allowed) and
+  `vggface:<h5>` through `tf1_weights.load_vggface_h5` (the 13 VGG convolutions); such a source
   loads every layer it matches, so give it first when combining sources. The report's
   `layers` maps every layer path to the source it came from ("fresh" if none).
   """
@@ -133,15 +133,13 @@ def warm_start(model: tf_keras.Model, model_config: configs.ModelConfig, init_fr
   report = {"sources": [], "loaded": [], "fresh": [], "layers": {}}
   for source in init_from:
     if source.startswith(("tf1:", "vggface:")):
-      from omg_cnnrnn import tf1  # Lazy: only TF1 conversions need it.
-
       if source.startswith("vggface:"):
-        sub = tf1.load_vggface_h5(model, source[len("vggface:"):])
+        sub = tf1_weights.load_vggface_h5(model, source[len("vggface:"):])
         backbone = [p for p, _ in named_layers(model) if p.startswith("vgg16/")]
         loaded = [p for p in backbone if p.split("/", 1)[1] in set(sub["loaded"])]
       else:
         released, _, prefix = source[4:].rpartition("@") if "@" in source else ("", "", source[4:])
-        sub = tf1.load_tf1_checkpoint(model, model_config, prefix, released or None, allow_partial=True)
+        sub = tf1_weights.load_tf1_checkpoint(model, model_config, prefix, released or None, allow_partial=True)
         loaded = sub["keras_loaded"]
       report["sources"].append({"source": source, "report": sub})
       # These loaders fill whatever they match; later sources only fill what is still pending.

@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("omg_cnnrnn", "data_prep")
 # Command lines: a short main (flags, `main`, `run`) over library modules; nothing imports them
 # (the console scripts and `python -m` run them).
-COMMAND_LINES = ("omg_cnnrnn.predict", "omg_cnnrnn.export", "omg_cnnrnn.evaluate", "omg_cnnrnn.train")
+COMMAND_LINES = ("omg_cnnrnn.predict", "omg_cnnrnn.export", "omg_cnnrnn.evaluate", "omg_cnnrnn.train",
+                 "omg_cnnrnn.tf1")
 # Files outside the packages that must not import a command line either.
 OTHER_DIRS = ("tests", "experiments")
 

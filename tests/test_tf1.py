@@ -21,7 +21,7 @@ import tf_keras
 sys.path.insert(0, os.path.dirname(__file__))
 import tf1_reference as ref  # noqa: E402
 
-from omg_cnnrnn import experiments, models, tf1, training  # noqa: E402
+from omg_cnnrnn import experiments, models, tf1_weights, training  # noqa: E402
 
 SIZE = 64
 _RNG = np.random.default_rng(7)
@@ -59,7 +59,7 @@ def released(tmp_path_factory):
 
 
 def _model(name):
-  config = tf1.released_config(name, image_size=SIZE)
+  config = tf1_weights.released_config(name, image_size=SIZE)
   return models.build_model(config.model, image_size=SIZE), config
 
 
@@ -82,7 +82,7 @@ PARITY = [
 def test_converted_model_matches_the_tf1_graph(released, name, wrapper, tf11, num_vars, num_layers):
   prefix, tf1_out, _ = released(name, wrapper, _tf11_names if tf11 else None)
   model, config = _model(name)
-  report = tf1.load_tf1_checkpoint(model, config.model, prefix, name)
+  report = tf1_weights.load_tf1_checkpoint(model, config.model, prefix, name)
   assert (report["missing"], report["shape_mismatch"], report["unexpected"], report["fresh"]) == ([], [], [], [])
   assert len(report["loaded"]) == num_vars and len(report["keras_loaded"]) == num_layers
   if tf11:
@@ -116,7 +116,7 @@ def test_gru_mapping_matches_tf1_cells_and_swapped_gates_do_not():
     seq = tf_keras.Sequential([tf_keras.Input((5, 7))] + [
         tf_keras.layers.GRU(4, return_sequences=True, reset_after=False) for _ in range(2)])
     for cell, layer in enumerate(seq.layers):
-      assignment = tf1._gru(f"gru{cell}", layer, f"rnn_1/rnn/multi_rnn_cell/cell_{cell}")
+      assignment = tf1_weights._gru(f"gru{cell}", layer, f"rnn_1/rnn/multi_rnn_cell/cell_{cell}")
       got = {}
       for source in assignment.sources:
         value = values[source.candidates[0]]
@@ -146,15 +146,15 @@ def test_strict_load_names_wrong_shapes_and_missing_variables_and_changes_nothin
   model, config = _model("affwildnet_vggface_gru")
   before = [w.numpy() for w in model.weights]
   conv3_1 = model.get_layer("vgg16").get_layer("conv3_1").kernel.numpy()
-  with pytest.raises(tf1.TF1CheckpointError) as err:
-    tf1.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru")
+  with pytest.raises(tf1_weights.TF1CheckpointError) as err:
+    tf1_weights.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru")
   message = str(err.value)
   assert "shape mismatch: conv_5/weights has shape (3, 3, 128, 200)" in message
   assert "vgg16/conv3_1 needs (3, 3, 128, 256)" in message
   assert "missing variable rnn_1/biases_rnn" in message
   assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
 
-  report = tf1.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru", allow_partial=True)
+  report = tf1_weights.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru", allow_partial=True)
   assert [m["variable"] for m in report["shape_mismatch"]] == ["conv_5/weights"]
   assert report["missing"] == ["rnn_1/biases_rnn"]
   assert report["unexpected"] == ["extra/thing"] and report["ignored"] == ["global_step"]
@@ -168,27 +168,27 @@ def test_bad_inputs_fail_clearly(released, tmp_path):
   prefix, _, _ = released("affwildnet_vggface_gru")
   model, config = _model("affwildnet_vggface_gru")
   with pytest.raises(FileNotFoundError, match="nowhere/model.ckpt-1"):
-    tf1.load_tf1_checkpoint(model, config.model, str(tmp_path / "nowhere/model.ckpt-1"), "affwildnet_vggface_gru")
+    tf1_weights.load_tf1_checkpoint(model, config.model, str(tmp_path / "nowhere/model.ckpt-1"), "affwildnet_vggface_gru")
   with pytest.raises(ValueError, match="unknown released model 'vgg'.*affwildnet_resnet_gru"):
-    tf1.load_tf1_checkpoint(model, config.model, prefix, "vgg")
-  with pytest.raises(tf1.TF1CheckpointError, match="resnet50 stream.*vgg16"):
-    tf1.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_resnet_gru", allow_partial=True)
+    tf1_weights.load_tf1_checkpoint(model, config.model, prefix, "vgg")
+  with pytest.raises(tf1_weights.TF1CheckpointError, match="resnet50 stream.*vgg16"):
+    tf1_weights.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_resnet_gru", allow_partial=True)
   import dataclasses
 
   cudnn = dataclasses.replace(config.model, gru_reset_after=True)
-  with pytest.raises(tf1.TF1CheckpointError, match="reset_after"):
-    tf1.load_tf1_checkpoint(models.build_model(cudnn, image_size=SIZE), cudnn, prefix, "affwildnet_vggface_gru")
+  with pytest.raises(tf1_weights.TF1CheckpointError, match="reset_after"):
+    tf1_weights.load_tf1_checkpoint(models.build_model(cudnn, image_size=SIZE), cudnn, prefix, "affwildnet_vggface_gru")
   small = models.build_model(config.model, image_size=32)  # pool5 1x1: linear_1 has 512 rows, not 2048.
-  with pytest.raises(tf1.TF1CheckpointError, match=r"linear_1/weights has shape \(2048, 4096\).*image size"):
-    tf1.load_tf1_checkpoint(small, config.model, prefix, "affwildnet_vggface_gru")
+  with pytest.raises(tf1_weights.TF1CheckpointError, match=r"linear_1/weights has shape \(2048, 4096\).*image size"):
+    tf1_weights.load_tf1_checkpoint(small, config.model, prefix, "affwildnet_vggface_gru")
 
 
 def test_partial_warm_start_of_cnn_3rnn_from_affwildnet(released):
   prefix, tf1_out, values = released("affwildnet_vggface_gru")
   config = experiments.get("table3/cnn_3rnn_last_conv")
   model = models.build_model(config.model, image_size=SIZE)
-  with pytest.raises(tf1.TF1CheckpointError, match="vgg16_rnn_conv5_3_gru1 has no variable"):
-    tf1.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru")
+  with pytest.raises(tf1_weights.TF1CheckpointError, match="vgg16_rnn_conv5_3_gru1 has no variable"):
+    tf1_weights.load_tf1_checkpoint(model, config.model, prefix, "affwildnet_vggface_gru")
   output_before = model.get_layer("output").kernel.numpy()
   result = training.warm_start(model, config.model, [f"tf1:{prefix}"], SIZE)  # Layout detected from the names.
   report = result["sources"][0]["report"]
@@ -276,12 +276,12 @@ def test_vggface_h5_in_the_keras_layout_loads_into_the_backbone(tmp_path):
   path = str(tmp_path / "rcmalli_vggface_tf_notop_vgg16.h5")
   reference.save_weights(path)
   with h5py.File(path, "r") as f:  # The layout the loader reads (Keras 2 save_weights).
-    assert "conv1_1" in tf1._decode(f.attrs["layer_names"])  # bytes in Keras 2 era files, str now.
-    assert tf1._decode(f["conv1_1"].attrs["weight_names"]) == ["conv1_1/kernel:0", "conv1_1/bias:0"]
+    assert "conv1_1" in tf1_weights._decode(f.attrs["layer_names"])  # bytes in Keras 2 era files, str now.
+    assert tf1_weights._decode(f["conv1_1"].attrs["weight_names"]) == ["conv1_1/kernel:0", "conv1_1/bias:0"]
     assert f["conv5_3/conv5_3/kernel:0"].shape == (3, 3, 512, 512)
 
   model = models.build_model(experiments.get("table3/cnn_rnn").model, image_size=32)
-  report = tf1.load_vggface_h5(model, path)
+  report = tf1_weights.load_vggface_h5(model, path)
   assert len(report["loaded"]) == 13 and report["unexpected"] == []
   x = FRAMES[0, :, :32, :32]
   expected = tf_keras.Model(reference.inputs, reference.get_layer("conv5_3").output)(x).numpy()
@@ -291,13 +291,13 @@ def test_vggface_h5_in_the_keras_layout_loads_into_the_backbone(tmp_path):
   missing = str(tmp_path / "missing.h5")
   _rcmalli_vgg16(32, skip=("conv5_3",)).save_weights(missing)
   with pytest.raises(ValueError, match=r"missing.*\['conv5_3'\]"):
-    tf1.load_vggface_h5(model.get_layer("vgg16"), missing)
+    tf1_weights.load_vggface_h5(model.get_layer("vgg16"), missing)
   wrong = str(tmp_path / "wrong.h5")
   _rcmalli_vgg16(32, first_filters=32).save_weights(wrong)
   with pytest.raises(ValueError, match=r"conv1_1 has kernel \(3, 3, 3, 32\)"):
-    tf1.load_vggface_h5(model, wrong)
+    tf1_weights.load_vggface_h5(model, wrong)
   with pytest.raises(FileNotFoundError, match="nope.h5"):
-    tf1.load_vggface_h5(model, str(tmp_path / "nope.h5"))
+    tf1_weights.load_vggface_h5(model, str(tmp_path / "nope.h5"))
 
 
 def test_fresh_gru_biases_start_as_tf1_grucell_initialises_them():

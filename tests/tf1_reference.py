@@ -1,7 +1,7 @@
 """TF1 (tf.compat.v1, graph mode) re-creations of the authors' released graphs, for parity tests.
 
 Each builder re-creates the variable scopes, cells and reshapes of one released
-model (see `omg_cnnrnn.tf1` for the files they were read from): VGG-Face convs
+model (see `omg_cnnrnn.tf1_weights` for the files they were read from): VGG-Face convs
 `conv_1..13` with SAME max pools, `linear_*` FC layers, `MultiRNNCell`s of two
 `GRUCell`s run by `dynamic_rnn`, slim-style `resnet_v1_50` scopes written by hand
 (tf_slim is not installed: `conv2d` without bias + `BatchNorm/{beta, gamma,
