@@ -103,7 +103,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from omg_cnnrnn import configs, experiments, models, serving
+from omg_cnnrnn import atomic, configs, experiments, models, serving
 from omg_cnnrnn.models import backbones
 from omg_cnnrnn.models.cnn_rnn import named_layers
 
@@ -599,12 +599,11 @@ def convert(output_dir: str, released_model: str, checkpoint: str | None = None,
   if checkpoint:
     report["tf1"] = load_tf1_checkpoint(model, config.model, checkpoint, released_model, allow_partial)
   os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "config.json"), "w") as f:
-    f.write(config.to_json())
+  atomic.write_atomic(os.path.join(output_dir, "config.json"), config.to_json())
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), os.path.join(output_dir, "checkpoints"),
                                        max_to_keep=1)
   report["checkpoint"] = manager.save(checkpoint_number=0)
   report["saved_model"] = serving.export_saved_model(model, config, os.path.join(output_dir, "saved_model"))
-  with open(os.path.join(output_dir, "conversion_report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  # Written last: a converted workdir is complete when its report exists.
+  atomic.write_atomic(os.path.join(output_dir, "conversion_report.json"), json.dumps(report, indent=2))
   return report
