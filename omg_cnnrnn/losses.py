@@ -95,7 +95,7 @@ def ccc_from_sums(sums: tf.Tensor, epsilon: float = 1e-8) -> tf.Tensor:
 
 
 def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type: str = "ccc",
-             epsilon: float = 1e-8) -> tf.Tensor:
+             epsilon: float = 1e-8, mse_weight: float = 0.0) -> tf.Tensor:
   """The paper's loss on one batch.
 
   Args:
@@ -106,9 +106,11 @@ def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type:
       over every valid frame of the batch (per-frame labels).
     loss_type: "ccc" (1 - CCC) or "mse" (released-code option).
     epsilon: added to the CCC denominator.
+    mse_weight: with "ccc", adds this times the MSE of the same aggregates (not in the paper:
+      `train.mse_weight`; 0 = the paper's loss).
 
   Returns:
-    Scalar loss: mean over the D outputs of (1 - CCC_d), or of MSE_d.
+    Scalar loss: mean over the D outputs of (1 - CCC_d) [+ mse_weight * MSE_d], or of MSE_d.
   """
   predictions = tf.convert_to_tensor(predictions)
   if predictions.dtype in (tf.float16, tf.bfloat16):
@@ -127,15 +129,19 @@ def ccc_loss(labels, predictions, mask=None, aggregate: str = "mean", loss_type:
     label_agg, _ = sequence_aggregate(labels, mask, aggregate)
   # Under a tf.distribute strategy the sums cover the GLOBAL batch (all replicas), so the
   # loss and its gradients are those of one device on the whole batch (distribute.py).
+  if loss_type not in LOSS_TYPES:
+    raise ValueError(f"unknown loss type {loss_type!r}; expected one of {LOSS_TYPES}")
+  loss = 0.0
   if loss_type == "ccc":
     sums = distribute.cross_replica_sum(moment_sums(pred_agg, label_agg, valid))
-    return tf.reduce_mean(1.0 - ccc_from_sums(sums, epsilon))
-  if loss_type == "mse":
-    sq = tf.reduce_sum(tf.square(pred_agg - label_agg) * valid[:, tf.newaxis], axis=0)
-    sq, count = tf.unstack(distribute.cross_replica_sum(
-        tf.stack([sq, tf.reduce_sum(valid) * tf.ones_like(sq)])))
-    return tf.reduce_mean(sq / tf.maximum(count, 1.0))
-  raise ValueError(f"unknown loss type {loss_type!r}; expected one of {LOSS_TYPES}")
+    loss = tf.reduce_mean(1.0 - ccc_from_sums(sums, epsilon))
+    if not mse_weight:
+      return loss
+  sq = tf.reduce_sum(tf.square(pred_agg - label_agg) * valid[:, tf.newaxis], axis=0)
+  sq, count = tf.unstack(distribute.cross_replica_sum(
+      tf.stack([sq, tf.reduce_sum(valid) * tf.ones_like(sq)])))
+  mse = tf.reduce_mean(sq / tf.maximum(count, 1.0))
+  return mse if loss_type == "mse" else loss + mse_weight * mse
 
 
 class CCCLoss(tf_keras.losses.Loss):
@@ -147,7 +153,7 @@ class CCCLoss(tf_keras.losses.Loss):
   """
 
   def __init__(self, aggregate: str = "mean", loss_type: str = "ccc", epsilon: float = 1e-8,
-               name: str = "ccc_loss", reduction=tf_keras.losses.Reduction.AUTO):
+               mse_weight: float = 0.0, name: str = "ccc_loss", reduction=tf_keras.losses.Reduction.AUTO):
     super().__init__(name=name, reduction=reduction)
     if aggregate not in AGGREGATES:
       raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {AGGREGATES}")
@@ -156,15 +162,17 @@ class CCCLoss(tf_keras.losses.Loss):
     self.aggregate = aggregate
     self.loss_type = loss_type
     self.epsilon = epsilon
+    self.mse_weight = float(mse_weight)
 
   def __call__(self, y_true, y_pred, sample_weight=None):
     with tf.name_scope(self.name):
-      return ccc_loss(y_true, y_pred, sample_weight, self.aggregate, self.loss_type, self.epsilon)
+      return ccc_loss(y_true, y_pred, sample_weight, self.aggregate, self.loss_type, self.epsilon, self.mse_weight)
 
   def call(self, y_true, y_pred):
-    return ccc_loss(y_true, y_pred, None, self.aggregate, self.loss_type, self.epsilon)
+    return ccc_loss(y_true, y_pred, None, self.aggregate, self.loss_type, self.epsilon, self.mse_weight)
 
   def get_config(self):
     config = super().get_config()
-    config.update(aggregate=self.aggregate, loss_type=self.loss_type, epsilon=self.epsilon)
+    config.update(aggregate=self.aggregate, loss_type=self.loss_type, epsilon=self.epsilon,
+                  mse_weight=self.mse_weight)
     return config

@@ -243,7 +243,8 @@ class Trainer:
     aggregate = config.train.loss_aggregate
     if self.dataset_kind in pipeline.PER_FRAME_LABEL_DATASETS and config.train.per_frame_label_aggregate:
       aggregate = config.train.per_frame_label_aggregate
-    self.loss_fn = losses.CCCLoss(aggregate=aggregate, loss_type=config.train.loss)
+    self.loss_fn = losses.CCCLoss(aggregate=aggregate, loss_type=config.train.loss,
+                                  mse_weight=config.train.mse_weight)
     if not self.distributed:
       self.iterator = iter(pipeline.train_dataset(data_dir, config.data, split=train_split, seed=seed))
       self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,

@@ -38,6 +38,16 @@ def test_matches_numpy_reference_on_random_batches(aggregate, loss_type, seed):
   np.testing.assert_allclose(got, _reference(labels, preds, mask, aggregate, loss_type), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("aggregate", ["mean", "median"])
+def test_mse_weight_adds_that_much_of_the_mse_to_the_ccc_loss(aggregate):
+  labels, preds, mask = _batch(4)
+  got = losses.CCCLoss(aggregate=aggregate, mse_weight=0.7)(labels, preds, sample_weight=mask).numpy()
+  want = _reference(labels, preds, mask, aggregate, "ccc") + 0.7 * _reference(labels, preds, mask, aggregate, "mse")
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert got > _reference(labels, preds, mask, aggregate, "ccc") + 1e-3  # The MSE part counts.
+  assert losses.CCCLoss(mse_weight=0.7).get_config()["mse_weight"] == 0.7
+
+
 def test_perfect_and_anticorrelated_predictions():
   rng = np.random.default_rng(3)
   labels = np.repeat(rng.uniform(-1, 1, (6, 1, 2)), 5, axis=1).astype(np.float32)

@@ -16,6 +16,7 @@ import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
 from omg_cnnrnn import evaluation, experiments, serving, training  # noqa: E402
+from omg_cnnrnn import losses as losses_lib  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
 
@@ -48,6 +49,19 @@ def test_loss_falls_on_a_learnable_set(data, tmp_path):
     losses = [json.loads(line)["loss"] for line in f]
   assert len(losses) == 60
   assert np.mean(losses[-15:]) < np.mean(losses[:15]) - 0.1, (np.mean(losses[:15]), np.mean(losses[-15:]))
+
+
+def test_the_training_loss_adds_the_configured_share_of_the_mse(data, tmp_path):
+  config = _config(**{"train.mse_weight": 0.5})
+  training.configure_process()
+  trainer = training.Trainer(config, str(tmp_path / "wd"), str(data / "records"), eval_split=None, log=lambda s: None)
+  inputs, labels = next(trainer.iterator)
+  got, _ = trainer.loss_and_gradients(inputs, labels, training=False)
+  predictions = trainer.model(inputs, training=False)
+  ccc = losses_lib.ccc_loss(labels, predictions, inputs["mask"])
+  mse = losses_lib.ccc_loss(labels, predictions, inputs["mask"], loss_type="mse")
+  np.testing.assert_allclose(got.numpy(), (ccc + 0.5 * mse).numpy(), rtol=1e-5)
+  assert mse.numpy() > 1e-3
 
 
 @pytest.fixture
