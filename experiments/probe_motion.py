@@ -7,7 +7,7 @@ of `model.rnn_units`, dropout `model.rnn_dropout` between them, TF1 gate biases,
 output; Adam at 1e-3, the paper's batch of 4 sequences, the sequence-mean CCC loss) on
 random `--sequence_length`-frame windows of the training utterances. It prints the CCC of
 the utterance means (official global protocol) on the training and validation utterances
-every quarter of the run.
+every quarter of the run. `--batch_size` and `--mse_weight` vary the objective's noise.
 
 What it is for: on a set where a dimension shows only in how the face moves
 (`data_prep.synthesize --preset=motion`), a GRU fed the pixels learns that dimension and a
@@ -79,7 +79,7 @@ def extract(workdir: str, data_dir: str, names: list[str]) -> dict:
 
 
 def probe(train_x, train_y, val_x, val_y, model_config: configs.ModelConfig, steps: int, length: int,
-          seed: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+          seed: int, batch_size: int = 4, mse_weight: float = 0.0) -> list[tuple[int, np.ndarray, np.ndarray]]:
   """Trains the RNN subnet on frozen, standardised features; (step, train CCC, val CCC) rows."""
   mean = np.concatenate(train_x).mean(0)
   std = np.concatenate(train_x).std(0) + 1e-6
@@ -95,7 +95,7 @@ def probe(train_x, train_y, val_x, val_y, model_config: configs.ModelConfig, ste
                             bias_initializer=cnn_rnn.GRUGateBias(model_config.gru_gate_bias))(x)
   net = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(x))
   optimizer = tf_keras.optimizers.Adam(1e-3)
-  loss_fn = losses.CCCLoss(aggregate="mean")
+  loss_fn = losses.CCCLoss(aggregate="mean", mse_weight=mse_weight)
 
   @tf.function
   def step(x, y, m):
@@ -110,7 +110,7 @@ def probe(train_x, train_y, val_x, val_y, model_config: configs.ModelConfig, ste
   rng = np.random.default_rng(seed)
   rows = []
   for s in range(1, steps + 1):
-    ids = rng.integers(0, len(train_x), 4)
+    ids = rng.integers(0, len(train_x), batch_size)
     xb, mb = [], []
     for i in ids:
       x = train_x[i]
@@ -141,7 +141,7 @@ def main(argv):
   for name in names:
     (train_f, train_y), (val_f, val_y) = data["train"], data["validation"]
     for s, tr, va in probe(train_f[name], train_y, val_f[name], val_y, config.model, FLAGS.steps,
-                           FLAGS.sequence_length, FLAGS.seed):
+                           FLAGS.sequence_length, FLAGS.seed, FLAGS.batch_size, FLAGS.mse_weight):
       print(f"| {name} | {s} | {tr[0]:.3f} | {tr[1]:.3f} | {va[0]:.3f} | {va[1]:.3f} |", flush=True)
   print(f"total {time.time() - start:.0f} s at {peak:.0f} GFLOP/s")
 
@@ -152,6 +152,8 @@ if __name__ == "__main__":
   flags.DEFINE_list("features", ["pixels", "fc1"], f"Frozen features to probe, of {list(FEATURES)}.")
   flags.DEFINE_integer("steps", 800, "Optimisation steps of each probe (batches of 4 windows).")
   flags.DEFINE_integer("sequence_length", 16, "Frames per training window.")
+  flags.DEFINE_integer("batch_size", 4, "Windows per step (the paper's 4).")
+  flags.DEFINE_float("mse_weight", 0.0, "Share of the MSE added to 1 - CCC (train.mse_weight; 0 = the paper's loss).")
   flags.DEFINE_integer("seed", 0, "Seed of the GRU initialisation and the window draws.")
   flags.mark_flags_as_required(["workdir", "data_dir"])
   FLAGS = flags.FLAGS
