@@ -63,7 +63,8 @@ def extract(workdir: str, data_dir: str, names: list[str]) -> dict:
       if "pixels" in names:
         values["pixels"] = tf.image.resize(frames, (16, 16), antialias=True)
       if inner_taps is not None:
-        values.update(zip(inner, inner_taps(frames, training=False)))
+        outs = inner_taps(frames, training=False)
+        values.update(zip(inner, outs if isinstance(outs, (list, tuple)) else [outs]))  # One tap: a tensor.
       if any(n in ("fc1", "pool5") for n in names):
         values.update({k: v for k, v in taps(frames, training=False).items() if k in names})
       if any(n.startswith("random_") for n in names):
