@@ -32,8 +32,8 @@ from absl import app, flags
 
 from data_prep import synthetic_faces
 from omg_cnnrnn import atomic
+from omg_cnnrnn.metrics import LABEL_COLUMNS as OMG_COLUMNS
 
-OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from omg_cnnrnn import metrics
 from omg_cnnrnn.data import labels
 
 
@@ -11,6 +12,8 @@ def test_real_omg_label_files(omg_labels_dir):
   valid = labels.read_omg_labels(str(omg_labels_dir / "omg_ValidationVideos.csv"))
   assert (len(train), len(valid)) == (2442, 617)
   assert (train["video"].nunique(), valid["video"].nunique()) == (231, 60)
+  # One column tuple: the reader checks the files against the columns the challenge CSV writer writes.
+  assert labels.OMG_COLUMNS is metrics.LABEL_COLUMNS
   for table in (train, valid):
     assert tuple(table.columns) == labels.OMG_COLUMNS
     assert table["arousal"].between(0, 1).all() and table["valence"].between(-1, 1).all()

@@ -22,7 +22,9 @@ import os
 import numpy as np
 import pandas as pd
 
-OMG_COLUMNS = ("link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote")
+# The challenge's label-file columns: one tuple, in the TF-free metrics module (which writes such files).
+from omg_cnnrnn.metrics import LABEL_COLUMNS as OMG_COLUMNS
+
 OMG_RANGES = {"arousal": (0.0, 1.0), "valence": (-1.0, 1.0)}
 NUM_EMOTIONS = 7
 AFFWILD_RANGE = (-1.0, 1.0)
