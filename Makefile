@@ -17,12 +17,15 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 # The whole suite (what .ci/run calls); test-fast leaves out the tests marked slow (pytest.ini), for the
-# edit-test loop. README, Contributing: the times of both.
+# edit-test loop. README, Contributing: the times of both. Tests run in one process per core (pytest-xdist),
+# at most 4: each holds its own TensorFlow (about 1-2 GiB).
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4
+
 test: install
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 test-fast: install
-	$(PY) -m pytest -q tests -m "not slow"
+	$(PYTEST) tests -m "not slow"
 
 demo: install
 	$(PY) experiments/demo.py --demo_dir=$(DEMO_DIR)

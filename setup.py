@@ -33,6 +33,6 @@ setuptools.setup(
         # Real face photo (skimage.data.astronaut) used as texture by the synthetic set.
         "scikit-image>=0.21",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},  # xdist: `make test` runs tests in parallel
     entry_points={"console_scripts": ["omg-predict=omg_cnnrnn.predict:run"]},
 )
