@@ -372,6 +372,39 @@ def write_prediction_csv(path: str, labels: pd.DataFrame, predictions: pd.DataFr
     out.to_csv(f, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
 
 
+def read_string_table(path: str, required, kind: str, error=ValueError) -> pd.DataFrame:
+  """The one reader of label-like CSVs (label files, prediction CSVs, `--utterances` segments).
+
+  Every field a stripped string (nothing parsed as a number or NaN), header names stripped,
+  a spreadsheet's byte-order mark dropped (`utf-8-sig`).
+
+  Args:
+    path: the CSV.
+    required: the columns it must have.
+    kind: what the file is, for the messages ("label file", "prediction CSV", ...).
+    error: the exception class raised.
+
+  Raises:
+    error: the file is missing or not a file, not a readable CSV, or lacks a required
+      column (the message names the file and the columns).
+  """
+  if not os.path.exists(path):
+    raise error(f"{path}: {kind} not found")
+  if not os.path.isfile(path):
+    raise error(f"{path}: not a file (a {kind} was expected)")
+  try:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    raise error(f"{path}: not a readable CSV ({str(e).strip()})") from None
+  table.columns = [str(c).strip() for c in table.columns]
+  missing = [c for c in required if c not in table.columns]
+  if missing:
+    raise error(f"{path}: missing columns {missing} (found {list(table.columns)})")
+  for c in table.columns:
+    table[c] = table[c].astype(str).str.strip()
+  return table
+
+
 def read_prediction_csv(path: str) -> pd.DataFrame:
   """Reads a prediction (or label) CSV in the challenge's format.
 
@@ -386,18 +419,7 @@ def read_prediction_csv(path: str) -> pd.DataFrame:
     ValueError: a missing or unreadable file, missing columns, or valence/arousal
       fields that are not numbers (naming the file, the line and the utterance).
   """
-  if not os.path.isfile(path):
-    raise ValueError(f"{path}: prediction CSV not found")
-  try:
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path}: not a readable CSV ({e})") from None
-  table.columns = [str(c).strip() for c in table.columns]
-  missing = [c for c in (*KEYS, *DIMENSIONS) if c not in table.columns]
-  if missing:
-    raise ValueError(f"{path}: missing columns {missing} (found {list(table.columns)})")
-  for c in table.columns:
-    table[c] = table[c].astype(str).str.strip()
+  table = read_string_table(path, (*KEYS, *DIMENSIONS), "prediction CSV")
   for dim in DIMENSIONS:
     values = pd.to_numeric(table[dim], errors="coerce")
     bad = np.flatnonzero(values.isna().values)

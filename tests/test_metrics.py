@@ -307,3 +307,17 @@ def test_prediction_csv_refusals(tmp_path):
     metrics.read_prediction_csv(str(tmp_path / "cols.csv"))
   with pytest.raises(ValueError, match="not found"):
     metrics.read_prediction_csv(str(tmp_path / "none.csv"))
+
+
+def test_the_one_reader_of_label_like_csvs_keeps_strings_and_names_the_file(tmp_path):
+  path = tmp_path / "t.csv"
+  path.write_bytes("\ufeff video , utterance,valence\n a ,NA, 0.5 \n".encode("utf-8"))
+  table = metrics.read_string_table(str(path), ("video", "valence"), "test table")
+  assert list(table.columns) == ["video", "utterance", "valence"]  # BOM and spaces gone
+  assert table.iloc[0].tolist() == ["a", "NA", "0.5"]  # strings, "NA" not turned into NaN
+  with pytest.raises(KeyError, match=r"t.csv: missing columns \['arousal'\]"):
+    metrics.read_string_table(str(path), ("arousal",), "test table", KeyError)
+  with pytest.raises(ValueError, match="not a file"):
+    metrics.read_string_table(str(tmp_path), ("video",), "test table")
+  with pytest.raises(ValueError, match="nope.csv: test table not found"):
+    metrics.read_string_table(str(tmp_path / "nope.csv"), ("video",), "test table")

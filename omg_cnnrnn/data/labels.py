@@ -24,6 +24,7 @@ import pandas as pd
 
 # The challenge's label-file columns: one tuple, in the TF-free metrics module (which writes such files).
 from omg_cnnrnn.metrics import LABEL_COLUMNS as OMG_COLUMNS
+from omg_cnnrnn.metrics import read_string_table
 
 OMG_RANGES = {"arousal": (0.0, 1.0), "valence": (-1.0, 1.0)}
 NUM_EMOTIONS = 7
@@ -62,22 +63,7 @@ def read_omg_table(path: str) -> pd.DataFrame:
     LabelFileError: the file is missing, not a readable CSV, or lacks columns (the
       message names the file and the missing columns).
   """
-  if not os.path.exists(path):
-    raise LabelFileError(f"{path}: label file not found")
-  if os.path.isdir(path):
-    raise LabelFileError(f"{path}: is a directory, not a label CSV")
-  try:
-    # utf-8-sig: a spreadsheet's byte-order mark would otherwise glue itself to `link`.
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-  except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-    raise LabelFileError(f"{path}: not a readable CSV ({e})") from None
-  table.columns = [str(c).strip() for c in table.columns]
-  missing = [c for c in OMG_COLUMNS if c not in table.columns]
-  if missing:
-    raise LabelFileError(f"{path}: missing columns {missing} (found {list(table.columns)})")
-  for c in table.columns:
-    table[c] = table[c].astype(str).str.strip()
-  return table
+  return read_string_table(path, OMG_COLUMNS, "label file", LabelFileError)
 
 
 def _is_safe_name(name: str) -> bool:
@@ -302,18 +288,7 @@ def read_utterances(path: str, video: str) -> pd.DataFrame:
     UtterancesError: missing or unreadable file, missing columns, bad numbers (naming the
       line), end <= start, no row for the video, duplicate names.
   """
-  if not os.path.isfile(path):
-    raise UtterancesError(f"{path}: utterance file not found" if not os.path.exists(path)
-                          else f"{path}: not a file")
-  try:
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-    raise UtterancesError(f"{path}: not a readable CSV ({str(e).strip()})") from None
-  table.columns = [str(c).strip() for c in table.columns]
-  missing = [c for c in ("start", "end") if c not in table.columns]
-  if missing:
-    raise UtterancesError(f"{path}: missing columns {missing} (found {list(table.columns)})")
-  table = table.apply(lambda c: c.str.strip())
+  table = read_string_table(path, ("start", "end"), "utterance file", UtterancesError)
   table["_line"] = np.arange(len(table)) + 2
   if "video" in table.columns and table["video"].nunique() > 1:
     table = table[table["video"] == video]
