@@ -956,13 +956,18 @@ def assemble(job: Job, output_dir: str, shard_index: int, num_shards: int, outpu
   return shards
 
 
+def _counts(rows: dict) -> tuple[int, int]:
+  """(items processed by this run, of which prepared "ok") among a job's rows (the rest were already done)."""
+  processed = [r for r in rows.values() if r["status"] != "skipped-existing"]
+  return len(processed), sum(r["status"] == "ok" for r in processed)
+
+
 def _last_run(job: Job, frames: int, seconds: float, shard_index: int, num_shards: int, num_workers: int,
               settings: Settings) -> dict:
   """The manifest's `last_run`: this job's counts, throughput and settings."""
-  processed = [r for r in job.rows.values() if r["status"] != "skipped-existing"]
-  ok = sum(r["status"] == "ok" for r in processed)
-  return {"job": f"{shard_index} of {num_shards}", "processed": len(processed), "ok": ok,
-          "skipped_existing": len(job.rows) - len(processed), "frames": frames, "seconds": round(seconds, 3),
+  processed, ok = _counts(job.rows)
+  return {"job": f"{shard_index} of {num_shards}", "processed": processed, "ok": ok,
+          "skipped_existing": len(job.rows) - processed, "frames": frames, "seconds": round(seconds, 3),
           "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None, "num_workers": num_workers,
           "settings": dataclasses.asdict(settings)}
 
@@ -970,15 +975,14 @@ def _last_run(job: Job, frames: int, seconds: float, shard_index: int, num_shard
 def _conclude(job: Job, frames: int, seconds: float, shard_index: int, num_shards: int, strict: bool) -> None:
   """Prints the job's summary line; with `strict`, SystemExit naming the bad inputs (warnings included)."""
   rows = job.rows
-  processed = [r for r in rows.values() if r["status"] != "skipped-existing"]
-  ok = sum(r["status"] == "ok" for r in processed)
+  processed, ok = _counts(rows)
   failures = ([(p["source"], p["video"], p["utterance"], f"row {p['row']}: {p['reason']}") for p in job.problems
                if p.get("status", "error") == "error"] +
               [(r["source"], r["video"], r["utterance"], r["reason"]) for r in rows.values()
                if r["status"] not in PREPARED] +
               [(r["source"], r["video"], r["utterance"], w) for r in rows.values() for w in r.get("warnings", [])])
-  summary = (f"[prepare] job {shard_index} of {num_shards}: {ok} prepared, {len(processed) - ok} failed, "
-             f"{len(rows) - len(processed)} already done; {frames} frames in {seconds:.1f} s "
+  summary = (f"[prepare] job {shard_index} of {num_shards}: {ok} prepared, {processed - ok} failed, "
+             f"{len(rows) - processed} already done; {frames} frames in {seconds:.1f} s "
              f"({frames / max(seconds, 1e-9):.1f} frames/s); {len(failures)} bad inputs in all")
   _say(summary)
   if strict and failures:

@@ -35,7 +35,6 @@ from omg_cnnrnn import atomic
 from omg_cnnrnn.metrics import LABEL_COLUMNS as OMG_COLUMNS
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Preset:
   width: int = 320
