@@ -80,15 +80,19 @@ def extract(workdir: str, data_dir: str, names: list[str]) -> dict:
 
 
 def probe(train_x, train_y, val_x, val_y, model_config: configs.ModelConfig, steps: int, length: int,
-          seed: int, batch_size: int = 4, mse_weight: float = 0.0) -> list[tuple[int, np.ndarray, np.ndarray]]:
-  """Trains the RNN subnet on frozen, standardised features; (step, train CCC, val CCC) rows."""
+          seed: int, batch_size: int = 4, mse_weight: float = 0.0,
+          input_dropout: float = 0.0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+  """Trains the RNN subnet on frozen, standardised features; (step, train CCC, val CCC) rows.
+
+  `input_dropout`: dropout on the features, a new mask every frame (as the row's FC1 dropout).
+  """
   mean = np.concatenate(train_x).mean(0)
   std = np.concatenate(train_x).std(0) + 1e-6
   train_x = [(x - mean) / std for x in train_x]
   val_x = [(x - mean) / std for x in val_x]
   tf_keras.utils.set_random_seed(seed)
   inputs = tf_keras.Input((None, train_x[0].shape[1]))
-  x = inputs
+  x = tf_keras.layers.Dropout(input_dropout)(inputs) if input_dropout else inputs
   for layer in range(model_config.rnn_layers):
     if layer and model_config.rnn_dropout:
       x = tf_keras.layers.Dropout(model_config.rnn_dropout)(x)
@@ -142,7 +146,8 @@ def main(argv):
   for name in names:
     (train_f, train_y), (val_f, val_y) = data["train"], data["validation"]
     for s, tr, va in probe(train_f[name], train_y, val_f[name], val_y, config.model, FLAGS.steps,
-                           FLAGS.sequence_length, FLAGS.seed, FLAGS.batch_size, FLAGS.mse_weight):
+                           FLAGS.sequence_length, FLAGS.seed, FLAGS.batch_size, FLAGS.mse_weight,
+                           FLAGS.input_dropout):
       print(f"| {name} | {s} | {tr[0]:.3f} | {tr[1]:.3f} | {va[0]:.3f} | {va[1]:.3f} |", flush=True)
   print(f"total {time.time() - start:.0f} s at {peak:.0f} GFLOP/s")
 
@@ -155,6 +160,8 @@ if __name__ == "__main__":
   flags.DEFINE_integer("sequence_length", 16, "Frames per training window.")
   flags.DEFINE_integer("batch_size", 4, "Windows per step (the paper's 4).")
   flags.DEFINE_float("mse_weight", 0.0, "Share of the MSE added to 1 - CCC (train.mse_weight; 0 = the paper's loss).")
+  flags.DEFINE_float("input_dropout", 0.0, "Dropout on the frozen features, a mask per frame (the row's FC1 "
+                     "dropout is 0.5).")
   flags.DEFINE_integer("seed", 0, "Seed of the GRU initialisation and the window draws.")
   flags.mark_flags_as_required(["workdir", "data_dir"])
   FLAGS = flags.FLAGS

@@ -41,6 +41,18 @@ class DataConfig:
   # Not in the paper: training windows start at a random offset inside an utterance
   # (the authors cut utterances into consecutive, non-overlapping 80-frame pieces).
   random_offset: bool = True
+  # Not in the paper (it names no augmentation): training-window augmentation (`data/augment.py`),
+  # one draw per window shared by all its frames, so the motion inside a window is kept. Off by
+  # default and not in the `ScratchRecipe`; measured in the README ("Where training starts").
+  augment_flip: bool = False       # mirror the window with probability 1/2
+  augment_crop_scale: float = 1.0  # crop a square of side U(this, 1) at a random place (1: off)
+  augment_color: float = 0.0       # channel gains, contrast in 1 +- this, brightness +- this (0: off)
+
+  def __post_init__(self):
+    if not 0 < self.augment_crop_scale <= 1:
+      raise ValueError(f"data.augment_crop_scale {self.augment_crop_scale!r} must be in (0, 1] (1: no crop)")
+    if not 0 <= self.augment_color < 1:
+      raise ValueError(f"data.augment_color {self.augment_color!r} must be in [0, 1) (0: no colour change)")
 
 
 @dataclasses.dataclass(frozen=True)

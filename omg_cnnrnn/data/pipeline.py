@@ -28,7 +28,7 @@ import functools
 import tensorflow as tf
 
 from omg_cnnrnn import configs
-from omg_cnnrnn.data import features, inputs, records
+from omg_cnnrnn.data import augment, features, inputs, records
 
 
 def shard_files(data_dir: str, split: str) -> list[str]:
@@ -150,11 +150,21 @@ def train_dataset(data_dir: str, data_config: configs.DataConfig, split: str = "
   ds = ds.enumerate()
   ds = ds.interleave(lambda i, ex: train_windows(ex, i, length, seed, data_config.random_offset),
                      cycle_length=data_config.mix_utterances, block_length=1, deterministic=True)
+  # Number the windows before sharding: a window's augmentation seed is its place in the
+  # one-pipeline stream, whichever pipeline decodes it.
+  ds = ds.enumerate()
   if shard is not None and shard[0] > 1:
     ds = ds.shard(*shard)
   # Shuffle compressed windows (small), decode after: the buffer costs JPEG bytes, not floats.
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-  ds = ds.map(lambda j, y, m: ({"frames": scale_frames(j, size), "mask": m}, y),
+
+  def frames_of(k, jpegs):
+    frames = scale_frames(jpegs, size)
+    if augment.enabled(data_config):
+      frames = augment.augment_window(frames, tf.stack([tf.cast(seed + 3, tf.int64), k]), data_config)
+    return frames
+
+  ds = ds.map(lambda k, w: ({"frames": frames_of(k, w[0]), "mask": w[2]}, w[1]),
               num_parallel_calls=tf.data.AUTOTUNE)
   # Batch last so every sequence of a batch is decoded in parallel; prefetch overlaps the step.
   ds = ds.batch(batch, drop_remainder=True)
