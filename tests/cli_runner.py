@@ -7,8 +7,9 @@ line's flags, output and exit status do not need one. `run` executes the module 
 capture_output=True, text=True)` would: the exit status (0, the `SystemExit` code, or 1 with the
 `SystemExit` message written to stderr as the interpreter does), stdout and stderr. Any other
 exception propagates (in a subprocess it would be a traceback and a non-zero status, which
-every caller asserts against). Afterwards the global absl FLAGS are as before: the flags the
-module defined are removed and the others get back their values and parsed state.
+every caller asserts against). Afterwards the global absl FLAGS are as before (the flags the
+module defined are removed, the others get back their values and parsed state), and so are op
+determinism and the Keras precision policy that a main's `training.configure_process` sets.
 
 Tests about the process itself (SIGKILL, a fresh interpreter without the package, several
 processes) still start subprocesses.
@@ -46,6 +47,8 @@ def _exit_status(code, stderr) -> int:
 
 def run(module: str, args) -> Completed:
   """Runs `python -m module *args` in this process (see the module docstring)."""
+  from omg_cnnrnn import training  # Here: importing this helper does not import TensorFlow.
+
   fv = flags.FLAGS
   app.define_help_flags()  # Once per process (absl): defined before the snapshot, so kept.
   before = {name: (fv[name].value, fv[name].present, fv[name].using_default_value) for name in fv}
@@ -54,7 +57,8 @@ def run(module: str, args) -> Completed:
   sys.argv = [module, *map(str, args)]  # runpy puts the module's file path first, as `-m` does.
   status = 0
   try:
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(), \
+         training.restoring_process_settings():
       # runpy warns when the module was imported before (another test did): harmless here.
       warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
       try:
