@@ -68,3 +68,39 @@ def omg_labels_dir():
   if not (SHARED_OMG / "omg_TrainVideos.csv").exists():
     pytest.skip(f"real OMG label files not found at {SHARED_OMG}")
   return SHARED_OMG
+
+
+# The longest tests, longest first (measured with --durations, README "Contributing"): they run
+# first, and under pytest-xdist the tests are handed out one at a time in this order
+# (--maxschedchunk=1, set below), so the other worker takes everything else meanwhile and the
+# workers end together instead of one of them meeting the table script at the end. Everything
+# else keeps pytest's order (one module after another, so module fixtures are built once).
+LONGEST_FIRST = (
+    "test_table_scripts.py::test_table6_script_smoke_mode_applies_the_rows_postprocessing",
+    "test_kill.py::test_export_killed",
+    "test_kill.py::test_train_killed",
+    "test_distribute.py::test_two_replicas",
+    "test_kill.py::test_evaluate_killed",
+    "test_distribute.py::test_two_workers",
+    "test_learning.py::",
+    "test_prepare.py::test_a_dead_worker",
+    "test_kill.py::test_prepare_killed",
+    "test_tf1.py::test_command_writes",
+    "test_prepare.py::test_command_line_with_workers",
+)
+
+
+def _rank(item):
+  name = item.nodeid.rsplit("/", 1)[-1]
+  return next((i for i, prefix in enumerate(LONGEST_FIRST) if name.startswith(prefix)), len(LONGEST_FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+  items.sort(key=_rank)  # stable: the rest in collection order
+
+
+def pytest_configure(config):
+  # pytest-xdist's default (--dist load) sends each worker a quarter of its share up front, in
+  # order: with the longest tests first one worker would get all of them. One at a time instead.
+  if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "maxschedchunk", 0) is None:
+    config.option.maxschedchunk = 1
