@@ -45,28 +45,16 @@ def _exit_status(code, stderr) -> int:
   return 1
 
 
-def run(module: str, args) -> Completed:
-  """Runs `python -m module *args` in this process (see the module docstring)."""
-  from omg_cnnrnn import training  # Here: importing this helper does not import TensorFlow.
-
+@contextlib.contextmanager
+def restoring_flags():
+  """The global absl FLAGS as they were after the block: flags defined in it removed, values and parsed state back."""
   fv = flags.FLAGS
   app.define_help_flags()  # Once per process (absl): defined before the snapshot, so kept.
   before = {name: (fv[name].value, fv[name].present, fv[name].using_default_value) for name in fv}
   was_parsed = fv.is_parsed()
-  argv, out, err = list(sys.argv), io.StringIO(), io.StringIO()
-  sys.argv = [module, *map(str, args)]  # runpy puts the module's file path first, as `-m` does.
-  status = 0
   try:
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(), \
-         training.restoring_process_settings():
-      # runpy warns when the module was imported before (another test did): harmless here.
-      warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
-      try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-      except SystemExit as e:
-        status = _exit_status(e.code, err)
+    yield
   finally:
-    sys.argv = argv
     for name in [name for name in fv if name not in before]:
       delattr(fv, name)
     fv.unparse_flags()
@@ -75,4 +63,24 @@ def run(module: str, args) -> Completed:
       flag.value, flag.present, flag.using_default_value = value, present, using_default
     if was_parsed:
       fv.mark_as_parsed()
+
+
+def run(module: str, args) -> Completed:
+  """Runs `python -m module *args` in this process (see the module docstring)."""
+  from omg_cnnrnn import training  # Here: importing this helper does not import TensorFlow.
+
+  argv, out, err = list(sys.argv), io.StringIO(), io.StringIO()
+  sys.argv = [module, *map(str, args)]  # runpy puts the module's file path first, as `-m` does.
+  status = 0
+  try:
+    with restoring_flags(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+         warnings.catch_warnings(), training.restoring_process_settings():
+      # runpy warns when the module was imported before (another test did): harmless here.
+      warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+      try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+      except SystemExit as e:
+        status = _exit_status(e.code, err)
+  finally:
+    sys.argv = argv
   return Completed([sys.executable, "-m", module, *map(str, args)], status, out.getvalue(), err.getvalue())
