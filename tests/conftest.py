@@ -70,11 +70,13 @@ def omg_labels_dir():
   return SHARED_OMG
 
 
-# The longest tests, longest first (measured with --durations, README "Contributing"): they run
-# first, and under pytest-xdist the tests are handed out one at a time in this order
-# (--maxschedchunk=1, set below), so the other worker takes everything else meanwhile and the
-# workers end together instead of one of them meeting the table script at the end. Everything
-# else keeps pytest's order (one module after another, so module fixtures are built once).
+# The longest tests, longest first (measured with --durations, README "Contributing"): they start
+# at once. Under pytest-xdist (`-n N`) the tests are shared by work stealing (`--dist worksteal`,
+# set below unless --dist is given): each worker starts on one half of this order, and a worker
+# that runs out takes half of the other's queue, so the workers end together and a module's tests
+# mostly stay on one worker (its module fixtures built once). `--dist load`, `-n`'s default,
+# hands each worker a quarter of its share up front, all the longest tests to one of them.
+# Everything else keeps pytest's order (one module after another).
 LONGEST_FIRST = (
     "test_table_scripts.py::test_table6_script_smoke_mode_applies_the_rows_postprocessing",
     "test_kill.py::test_export_killed",
@@ -100,7 +102,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-  # pytest-xdist's default (--dist load) sends each worker a quarter of its share up front, in
-  # order: with the longest tests first one worker would get all of them. One at a time instead.
-  if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "maxschedchunk", 0) is None:
-    config.option.maxschedchunk = 1
+  if not config.pluginmanager.hasplugin("xdist") or getattr(config.option, "dist", "no") != "load":
+    return
+  given = [*config.invocation_params.args, *config.getini("addopts"), *os.environ.get("PYTEST_ADDOPTS", "").split()]
+  if not any(a.startswith("--dist") or a == "-d" for a in given):  # `-n N` alone: its default, load
+    config.option.dist = "worksteal"
