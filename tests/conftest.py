@@ -68,3 +68,42 @@ def omg_labels_dir():
   if not (SHARED_OMG / "omg_TrainVideos.csv").exists():
     pytest.skip(f"real OMG label files not found at {SHARED_OMG}")
   return SHARED_OMG
+
+
+# The longest tests, longest first (measured with --durations, README "Contributing"): they start
+# at once. Under pytest-xdist (`-n N`) the tests are shared by work stealing (`--dist worksteal`,
+# set below unless --dist is given): each worker starts on one half of this order, and a worker
+# that runs out takes half of the other's queue, so the workers end together and a module's tests
+# mostly stay on one worker (its module fixtures built once). `--dist load`, `-n`'s default,
+# hands each worker a quarter of its share up front, all the longest tests to one of them.
+# Everything else keeps pytest's order (one module after another).
+LONGEST_FIRST = (
+    "test_table_scripts.py::test_table6_script_smoke_mode_applies_the_rows_postprocessing",
+    "test_kill.py::test_export_killed",
+    "test_kill.py::test_train_killed",
+    "test_distribute.py::test_two_replicas",
+    "test_kill.py::test_evaluate_killed",
+    "test_distribute.py::test_two_workers",
+    "test_learning.py::",
+    "test_prepare.py::test_a_dead_worker",
+    "test_kill.py::test_prepare_killed",
+    "test_tf1.py::test_command_writes",
+    "test_prepare.py::test_command_line_with_workers",
+)
+
+
+def _rank(item):
+  name = item.nodeid.rsplit("/", 1)[-1]
+  return next((i for i, prefix in enumerate(LONGEST_FIRST) if name.startswith(prefix)), len(LONGEST_FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+  items.sort(key=_rank)  # stable: the rest in collection order
+
+
+def pytest_configure(config):
+  if not config.pluginmanager.hasplugin("xdist") or getattr(config.option, "dist", "no") != "load":
+    return
+  given = [*config.invocation_params.args, *config.getini("addopts"), *os.environ.get("PYTEST_ADDOPTS", "").split()]
+  if not any(a.startswith("--dist") or a == "-d" for a in given):  # `-n N` alone: its default, load
+    config.option.dist = "worksteal"

@@ -3,13 +3,12 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import cli_runner
 import predict_helpers as helpers
 from omg_cnnrnn import batch, inference
 
@@ -128,18 +127,15 @@ def test_command_line_with_videos(setup, tmp_path):
   saved, clips = setup
   listing = tmp_path / "list.txt"
   listing.write_text(f"{clips / 'beta.mp4'}\n{tmp_path / 'missing.mp4'}\n")
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  done = subprocess.run([sys.executable, "-m", "omg_cnnrnn.predict", f"--model={saved}", f"--videos={listing}",
-                         f"--output_dir={tmp_path / 'out'}", "--noprogress", "--num_workers=1"],
-                        capture_output=True, text=True, env=env, timeout=300)
+  done = cli_runner.run("omg_cnnrnn.predict", [f"--model={saved}", f"--videos={listing}",
+                                               f"--output_dir={tmp_path / 'out'}", "--noprogress", "--num_workers=1"])
   assert done.returncode == 1 and "1 of 2 videos failed" in done.stderr and "missing.mp4" in done.stderr
   assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] == 1
   index = pd.read_csv(tmp_path / "out" / "index.csv")
   assert list(index["status"].str.split(":").str[0]) == ["ok", "error"]
   assert "missing.mp4: file not found" in index["status"][1]
-  both = subprocess.run([sys.executable, "-m", "omg_cnnrnn.predict", f"--model={saved}", f"--videos={listing}",
-                         f"--video={clips / 'beta.mp4'}", f"--output_dir={tmp_path / 'o2'}"],
-                        capture_output=True, text=True, env=env, timeout=300)
+  both = cli_runner.run("omg_cnnrnn.predict", [f"--model={saved}", f"--videos={listing}",
+                                               f"--video={clips / 'beta.mp4'}", f"--output_dir={tmp_path / 'o2'}"])
   assert both.returncode != 0 and "exactly one of --video" in both.stderr and "Traceback" not in both.stderr
 
 

@@ -2,12 +2,11 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import pytest
 from absl import flags
 
+import cli_runner
 from omg_cnnrnn import configs, experiments
 
 PAPER_ROWS = {  # table -> (row name -> paper CCC valence, arousal), from the paper's Tables III-VI
@@ -57,8 +56,9 @@ def test_experiment_flag_lists_rows_in_help_and_rejects_unknown():
 
 
 def test_cli_json_lists_every_row():
-  out = subprocess.run([sys.executable, "-m", "omg_cnnrnn.experiments", "--json", "--no_params"],
-                       capture_output=True, text=True, check=True).stdout
+  done = cli_runner.run("omg_cnnrnn.experiments", ["--json", "--no_params"])
+  assert done.returncode == 0, done.stderr
+  out = done.stdout
   rows = json.loads(out)
   assert [r["name"] for r in rows] == experiments.names()
   assert set(rows[0]) == {"name", "table", "row", "params", "paper_ccc_valence", "paper_ccc_arousal"}
@@ -169,8 +169,9 @@ def test_fusion_rows_register_their_two_training_ways():
 
 def test_cli_prints_one_config_field_for_the_table_scripts():
   def get(name, key):
-    return subprocess.run([sys.executable, "-m", "omg_cnnrnn.experiments", f"--get={name}", f"--field={key}"],
-                          capture_output=True, text=True, check=True).stdout
+    done = cli_runner.run("omg_cnnrnn.experiments", [f"--get={name}", f"--field={key}"])
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
   assert get("table5/vgg_fc_rnn_resnet_fc_rnn", "init.after") == "table3/cnn_rnn table4/cnn_fc_rnn\n"
   assert get("table5/vgg_fc_rnn_resnet_rnn", "init.ways") == "from_affwild pretrained_branches\nfrom_omg registered\n"

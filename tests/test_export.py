@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+import cli_runner
 from conftest import tiny
 from omg_cnnrnn import experiments, losses, models, serving
 
@@ -209,8 +210,7 @@ def test_reexport_swaps_the_new_model_in_and_a_failed_one_keeps_the_old(tmp_path
 
 def test_help_of_predict_and_export_says_a_saved_model_must_be_trusted():
   for module in ("omg_cnnrnn.predict", "omg_cnnrnn.export"):
-    out = subprocess.run([sys.executable, "-m", module, "--helpfull"], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = cli_runner.run(module, ["--helpfull"])
     text = " ".join((out.stdout + out.stderr).split())
     assert "A SavedModel is a program" in text and "trusted" in text, module
     assert "workdir" in text and "no graph" in text, module

@@ -21,11 +21,13 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
+import cli_runner  # noqa: E402
 from conftest import tiny  # noqa: E402
 from omg_cnnrnn import experiments, training  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
-# Each test starts its command line 4 to 7 times as a subprocess: minutes on 2 cores. The models
+# Each test starts its command line 2 to 5 times as a subprocess (the runs it kills; the runs it
+# does not kill, the references and the final reruns, run in this process): minutes on 2 cores. The models
 # are the testing row with the 1/16-width VGG (conftest.tiny): these tests are about resuming.
 pytestmark = pytest.mark.slow
 
@@ -37,14 +39,20 @@ def _outputs(path):
   return tf.saved_model.load(path).signatures["serving_default"](frames=tf.constant(frames))["per_frame"].numpy()
 
 
+def _in_process(cmd):
+  """A run that is not killed: the command line in this process (tests/cli_runner.py), no start-up to pay."""
+  done = cli_runner.run(cmd[2], cmd[3:])
+  assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _export(workdir, export_dir, kill_when=None):
   cmd = [sys.executable, "-m", "omg_cnnrnn.export", f"--workdir={workdir}", f"--export_dir={export_dir}",
          "--which=latest"]
+  if kill_when is None:
+    _in_process(cmd)
+    return True
   proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  if kill_when is None:
-    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
-    return True
   deadline = time.time() + 300
   while proc.poll() is None and time.time() < deadline:
     if glob.glob(kill_when):
@@ -87,19 +95,21 @@ def _run(cmd, kill_when=None, timeout=600):
   """Runs a command line; with `kill_when` (a test of the files), SIGKILLs it once that holds.
 
   Returns True if it was killed, False if it ended first (asserted to have succeeded when
-  no kill was asked for).
+  no kill was asked for). A run that is not killed runs in this process.
   """
+  if kill_when is None:
+    _in_process(cmd)
+    return False
   proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   deadline = time.time() + timeout
-  while kill_when is not None and proc.poll() is None and time.time() < deadline:
+  while proc.poll() is None and time.time() < deadline:
     if kill_when():
       proc.send_signal(signal.SIGKILL)
       proc.wait()
       return True
     time.sleep(0.002)
-  code = proc.wait(timeout=max(1.0, deadline - time.time()))
-  assert kill_when is not None or code == 0, proc.stderr.read().decode()[-3000:]
+  proc.wait(timeout=max(1.0, deadline - time.time()))  # ended before its kill point: the caller counts
   return False
 
 

@@ -1,9 +1,6 @@
 """Live sources: a file played at its real frame rate; drops counted; rows as computed; latency percentiles."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import cv2
@@ -11,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import cli_runner
 import predict_helpers as helpers
 from omg_cnnrnn import faces, inference, live
 
@@ -85,10 +83,8 @@ def test_live_sources_are_recognised_and_bad_ones_named(setup, tmp_path):
 
 def test_command_line_live(setup, tmp_path):
   _, saved, video = setup
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  done = subprocess.run([sys.executable, "-m", "omg_cnnrnn.predict", f"--model={saved}", f"--video={video}",
-                         "--live", "--max_frames=5", f"--output_dir={tmp_path}"], capture_output=True, text=True,
-                        env=env, timeout=300)
+  done = cli_runner.run("omg_cnnrnn.predict", [f"--model={saved}", f"--video={video}", "--live", "--max_frames=5",
+                                               f"--output_dir={tmp_path}"])
   assert done.returncode == 0, done.stderr[-2000:]
   lines = done.stdout.strip().splitlines()
   assert sum(line.startswith("frame ") for line in lines) == 5

@@ -3,8 +3,6 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -12,6 +10,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+import cli_runner
 from conftest import tiny
 from data_prep import synthesize, synthetic_faces
 from omg_cnnrnn import experiments, faces, inference, models, postprocess, serving
@@ -271,19 +270,16 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
 def test_command_line_writes_frames_csv_and_plot(trained, face_video, tmp_path):
   _, _, saved, _ = trained
   out = tmp_path / "cli"
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  done = subprocess.run([sys.executable, "-m", "omg_cnnrnn.predict", f"--model={saved}", f"--video={face_video}",
-                         f"--output_dir={out}", "--noprogress", "--chunk_frames=16"],
-                        capture_output=True, text=True, env=env, timeout=300)
+  done = cli_runner.run("omg_cnnrnn.predict", [f"--model={saved}", f"--video={face_video}", f"--output_dir={out}",
+                                               "--noprogress", "--chunk_frames=16"])
   assert done.returncode == 0, done.stderr[-2000:]
   table = pd.read_csv(out / "frames.csv")
   assert {"frame", "time", "face_found", "valence", "arousal"} <= set(table.columns) and len(table) == 36
   assert (out / "plot.png").exists() and not (out / "utterances.csv").exists()
   assert json.loads(done.stdout.strip().splitlines()[-1])["frames"] == 36
 
-  bad = subprocess.run([sys.executable, "-m", "omg_cnnrnn.predict", f"--model={saved}",
-                        f"--video={tmp_path / 'missing.mp4'}", f"--output_dir={out}"],
-                       capture_output=True, text=True, env=env, timeout=300)
+  bad = cli_runner.run("omg_cnnrnn.predict", [f"--model={saved}", f"--video={tmp_path / 'missing.mp4'}",
+                                              f"--output_dir={out}"])
   assert bad.returncode != 0
   assert "missing.mp4: file not found" in bad.stderr and "Traceback" not in bad.stderr
 

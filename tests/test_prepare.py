@@ -6,19 +6,17 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+import cli_runner
 from data_prep import common, prepare_affwild, prepare_omg, synthesize, synthetic_faces
 from omg_cnnrnn import faces
 from omg_cnnrnn.data import features, labels as label_files, read_prepared, records
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = common.Settings()
 
 
@@ -254,22 +252,21 @@ def test_whole_video_layout_cuts_utterances_by_time(synth, tmp_path):
     assert whole[key]["timestamp"][0] == pytest.approx(start, abs=0.11) and u["timestamp"][0] == 0
 
 
-@pytest.mark.slow  # worker or command-line subprocesses: half a minute or more on 2 cores
+@pytest.mark.slow  # worker subprocesses: half a minute or more on 2 cores
 def test_command_line_with_workers_matches_in_process(synth, tmp_path):
   csv = synth / "omg" / "omg_ValidationVideos.csv"
   _prepare(csv, synth / "omg" / "videos", tmp_path / "inproc", output_shards=2)
-  cmd = [sys.executable, "-m", "data_prep.prepare_omg", f"--labels={csv}", f"--videos={synth / 'omg' / 'videos'}",
-         f"--output_dir={tmp_path / 'cli'}", "--num_workers=2", "--output_shards=2", "--strict", "--noprogress"]
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  # The command line runs in this process (tests/cli_runner.py); its two workers are processes.
+  args = [f"--labels={csv}", f"--videos={synth / 'omg' / 'videos'}", f"--output_dir={tmp_path / 'cli'}",
+          "--num_workers=2", "--output_shards=2", "--strict", "--noprogress"]
+  done = cli_runner.run("data_prep.prepare_omg", args)
   assert done.returncode == 0, done.stderr[-3000:]
   _same_shards(tmp_path / "inproc", tmp_path / "cli")
   with open(tmp_path / "cli" / "manifest.json") as f:
     assert json.load(f)["last_run"]["num_workers"] == 2
   bad = tmp_path / "omg_TestVideos.csv"
   bad.write_text("link,start,end,video,utterance\nl,0,1,abc,u.mp4\n")
-  done = subprocess.run(cmd[:3] + [f"--labels={bad}", cmd[4], f"--output_dir={tmp_path / 'bad'}"], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  done = cli_runner.run("data_prep.prepare_omg", [f"--labels={bad}", args[1], f"--output_dir={tmp_path / 'bad'}"])
   assert done.returncode != 0
   assert "omg_TestVideos.csv: missing columns ['arousal', 'valence', 'EmotionMaxVote']" in done.stderr
 

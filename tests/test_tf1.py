@@ -9,7 +9,6 @@ flatten order matters), 2 sequences of 3 frames.
 
 import json
 import os
-import subprocess
 import sys
 
 import h5py
@@ -19,6 +18,7 @@ import tensorflow as tf
 import tf_keras
 
 sys.path.insert(0, os.path.dirname(__file__))
+import cli_runner  # noqa: E402
 import tf1_reference as ref  # noqa: E402
 
 from omg_cnnrnn import experiments, models, tf1_weights, training  # noqa: E402
@@ -207,14 +207,7 @@ def test_partial_warm_start_of_cnn_3rnn_from_affwildnet(released):
   assert named["sources"][0]["report"]["released_model"] == "affwildnet_vggface_gru"
 
 
-def _start_cli(*args):
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.Popen([sys.executable, "-m", "omg_cnnrnn.tf1", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.mark.slow  # worker or command-line subprocesses: half a minute or more on 2 cores
+@pytest.mark.slow  # a full-width conversion and SavedModel: half a minute or more on 2 cores
 def test_command_writes_checkpoint_savedmodel_and_init_from_source_and_refuses_a_broken_checkpoint(
     released, tmp_path):
   name = "affwildnet_vggface_gru"
@@ -222,13 +215,13 @@ def test_command_writes_checkpoint_savedmodel_and_init_from_source_and_refuses_a
   (tmp_path / "broken").mkdir()
   broken = _broken_checkpoint(values, tmp_path / "broken")
   out_dir = tmp_path / "converted"
-  # Both commands run at once (each is mostly single-threaded start-up and tracing).
-  good = _start_cli(f"--checkpoint={prefix}", f"--released_model={name}", f"--output_dir={out_dir}",
-                    f"--image_size={SIZE}")
-  bad = _start_cli(f"--checkpoint={broken}", f"--released_model={name}", f"--output_dir={tmp_path / 'out'}",
-                   f"--image_size={SIZE}")
-  _, bad_err = bad.communicate(timeout=300)
-  _, good_err = good.communicate(timeout=300)
+  # The command line in this process (tests/cli_runner.py): no Python and TensorFlow start-up to pay.
+  bad = cli_runner.run("omg_cnnrnn.tf1", [f"--checkpoint={broken}", f"--released_model={name}",
+                                          f"--output_dir={tmp_path / 'out'}", f"--image_size={SIZE}"])
+  bad_err = bad.stderr
+  good = cli_runner.run("omg_cnnrnn.tf1", [f"--checkpoint={prefix}", f"--released_model={name}",
+                                           f"--output_dir={out_dir}", f"--image_size={SIZE}"])
+  good_err = good.stderr
 
   assert bad.returncode != 0
   assert "conv_5/weights" in bad_err and "rnn_1/biases_rnn" in bad_err

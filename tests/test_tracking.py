@@ -1,14 +1,12 @@
 """Every person (`--faces=all`) and a chosen one (`--target`): two generated faces that cross paths."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import cli_runner
 import predict_helpers as helpers
 from omg_cnnrnn import faces, inference, postprocess, tracking
 
@@ -105,22 +103,19 @@ def test_target_a_point_follows_that_person(crossing, tmp_path):
 
 def test_command_line_faces_all_and_target_point(crossing, tmp_path):
   path, boxes, _, saved = crossing
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  base = [sys.executable, "-m", "omg_cnnrnn.predict", f"--model={saved}", f"--video={path}", "--noprogress"]
-  done = subprocess.run(base + [f"--output_dir={tmp_path / 'all'}", "--faces=all"], capture_output=True, text=True,
-                        env=env, timeout=600)
+  base = [f"--model={saved}", f"--video={path}", "--noprogress"]
+  done = cli_runner.run("omg_cnnrnn.predict", base + [f"--output_dir={tmp_path / 'all'}", "--faces=all"])
   assert done.returncode == 0, done.stderr[-2000:]
   assert set(pd.read_csv(tmp_path / "all" / "frames.csv")["track"].dropna()) == {1, 2}
   assert len(json.loads((tmp_path / "all" / "summary.json").read_text())["tracks"]) == 2
-  done = subprocess.run(base + [f"--output_dir={tmp_path / 'b'}", "--target=400,210"], capture_output=True,
-                        text=True, env=env, timeout=600)
+  done = cli_runner.run("omg_cnnrnn.predict", base + [f"--output_dir={tmp_path / 'b'}", "--target=400,210"])
   assert done.returncode == 0, done.stderr[-2000:]
   table = pd.read_csv(tmp_path / "b" / "frames.csv")
   assert len(table) == 40 and list(table.columns) == list(inference.FRAME_COLUMNS)
   found = table[table["face_found"] == 1]
   assert {_who(r[["x0", "y0", "x1", "y1"]].to_numpy(float), boxes[int(r["frame"])]) for _, r in found.iterrows()} == {"B"}
-  bad = subprocess.run(base + [f"--output_dir={tmp_path / 'x'}", "--faces=all", "--target=left"],
-                       capture_output=True, text=True, env=env, timeout=600)
+  bad = cli_runner.run("omg_cnnrnn.predict", base + [f"--output_dir={tmp_path / 'x'}", "--faces=all",
+                                                     "--target=left"])
   assert bad.returncode != 0 and "--target picks one person" in bad.stderr and "Traceback" not in bad.stderr
 
 
