@@ -18,8 +18,8 @@ install: $(VENV)/.installed
 
 # The whole suite (what .ci/run calls); test-fast leaves out the tests marked slow (pytest.ini), for the
 # edit-test loop. README, Contributing: the times of both. Tests run in one process per core (pytest-xdist),
-# at most 4: each holds its own TensorFlow (about 1-2 GiB); tests/conftest.py hands them out one at a time,
-# the longest first, so the workers end together.
+# at most 4: each holds its own TensorFlow (about 1-2 GiB); tests/conftest.py puts the longest first and
+# has the workers share the rest by work stealing (--dist worksteal), so they end together.
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4
 
 test: install
