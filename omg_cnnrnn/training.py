@@ -322,15 +322,19 @@ class Trainer:
       return
     record_files.write_atomic(path, self.config.to_json())  # Unique temp: workers may write it at once.
 
-  def loss_and_gradients(self, inputs, labels, training: bool = True):
+  def loss_and_gradients(self, inputs, labels, training: bool = True, variables=None):
     """One replica's loss (over the GLOBAL batch) and its share of the gradients.
 
     Summed over replicas (as `apply_gradients` does), the shares are the gradient of
     the single-device loss on the global batch: no 1 / num_replicas scaling here,
     the loss is already the global one (`distribute.cross_replica_sum`).
+    `variables`: the gradients of these only (default: every trainable variable); the
+    backward pass then skips what none of them depends on.
     """
-    variables = self.model.trainable_variables
-    with tf.GradientTape() as tape:
+    variables = self.model.trainable_variables if variables is None else variables
+    # Only `variables` are watched, so the tape records no op that none of them feeds.
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(variables)
       predictions = self.model(inputs, training=training)
       loss = self.loss_fn(labels, predictions, sample_weight=inputs["mask"])
       scaling = isinstance(self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
@@ -340,19 +344,26 @@ class Trainer:
       grads = self.optimizer.get_unscaled_gradients(grads)
     return loss, grads
 
-  def _replica_step(self, inputs, labels):
-    loss, grads = self.loss_and_gradients(inputs, labels)
-    if any(self._frozen):
-      # Zero gradients leave Adam's moments and the weights unchanged while frozen.
-      thawed = tf.cast(self.step >= self.config.train.freeze_loaded_steps, tf.float32)
-      grads = [g * tf.cast(thawed, g.dtype) if frozen and g is not None else g
-               for g, frozen in zip(grads, self._frozen)]
-    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+  def _replica_step(self, inputs, labels, frozen: bool = False):
+    variables = self.model.trainable_variables
+    if not frozen:
+      loss, grads = self.loss_and_gradients(inputs, labels)
+    else:
+      # While the loaded layers are frozen only the others' gradients are taken, so the backward
+      # pass stops where the loaded layers begin (a warm-started CNN-RNN's whole backbone: about
+      # half the step's time). The frozen ones get zeros: Adam's moments and the weights stay as
+      # they are, exactly as a zero gradient leaves them.
+      free = [v for v, f in zip(variables, self._frozen) if not f]
+      loss, free_grads = self.loss_and_gradients(inputs, labels, variables=free)
+      free_grads = iter(free_grads)
+      grads = [tf.zeros_like(v) if f else next(free_grads) for v, f in zip(variables, self._frozen)]
+    self.optimizer.apply_gradients(zip(grads, variables))
     return loss
 
-  def _step_fn(self, inputs, labels):
+  def _step_fn(self, inputs, labels, frozen: bool = False):
+    """One training step; `frozen` (a Python bool: one trace each way): the loaded layers are frozen."""
     before = [tf.identity(v) for v, _, _ in self._update_scales]
-    loss = self.strategy.run(self._replica_fn, args=(inputs, labels))
+    loss = self.strategy.run(self._replica_fn, args=(inputs, labels), kwargs={"frozen": frozen})
     # Per-layer learning rates on one Adam: a layer's update is scaled after it is applied
     # (Adam's update does not scale with the gradient, so scaling gradients would not).
     tc = self.config.train
@@ -401,7 +412,8 @@ class Trainer:
     frames_per_step = self.config.data.batch_size * self.config.data.sequence_length
     while int(self.step.numpy()) < total:
       inputs, labels = next(self.iterator)
-      loss = float(self._train_step(inputs, labels).numpy())
+      frozen = any(self._frozen) and int(self.step.numpy()) < tc.freeze_loaded_steps
+      loss = float(self._train_step(inputs, labels, frozen).numpy())
       if not math.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {loss} at step {int(self.step.numpy())}")
       step = int(self.step.numpy())

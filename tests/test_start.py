@@ -157,3 +157,45 @@ def test_loaded_layers_ramp_up_after_the_freeze(tmp_path, restored_process):
   assert np.abs(moves[0]).max() > 0
   # float32: the step is a difference of weights ~1e4 times larger, exact to ~3e-8.
   np.testing.assert_allclose(moves[4], moves[0] / 4, rtol=1e-2, atol=1e-7)
+
+
+def _op_types(concrete) -> set:
+  """Every op type in a traced function, its nested functions (the GRU's loop bodies) included."""
+  graph_def = concrete.graph.as_graph_def()
+  return {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
+
+
+def test_frozen_steps_take_no_gradient_through_the_loaded_layers(tmp_path, restored_process):
+  """While frozen, the step's backward pass stops at the loaded layers; the fresh ones get their own gradients."""
+  import numpy as np
+
+  data = str(tmp_path / "records")
+  fake_data.write_split(data, "train", num_videos=4, seed=0)
+  tiny = {"train.num_steps": 1, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
+          "data.batch_size": 2, "data.sequence_length": 4}
+  scratch = start.apply(experiments.get("testing"), start.Start("scratch", (), ()))
+  training.configure_process()
+  first = tiny_backbone(scratch, tiny)
+  training.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
+  # Other GRU sizes: the GRUs and the output start fresh, the backbone and FC load.
+  config = tiny_backbone(scratch, {**tiny, "train.freeze_loaded_steps": 5, "model.rnn_units": 6})
+  trainer = training.Trainer(config, str(tmp_path / "second"), data, eval_split=None,
+                          init_from=(str(tmp_path / "first"),), log=lambda s: None)
+  frozen = trainer._frozen  # pylint: disable=protected-access
+  assert any(frozen) and not all(frozen)
+  inputs, labels = next(trainer.iterator)
+  # The fresh layers' gradients are those of the whole model's backward pass.
+  variables = trainer.model.trainable_variables
+  _, full = trainer.loss_and_gradients(inputs, labels, training=False)
+  free = [v for v, f in zip(variables, frozen) if not f]
+  _, part = trainer.loss_and_gradients(inputs, labels, training=False, variables=free)
+  for got, want in zip(part, [g for g, f in zip(full, frozen) if not f]):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-7)
+  # The frozen step's graph has no convolution backward pass; the thawed step's has.
+  step = trainer._train_step  # pylint: disable=protected-access
+  assert not {"Conv2DBackpropFilter", "Conv2DBackpropInput"} & _op_types(step.get_concrete_function(inputs, labels, True))
+  assert "Conv2DBackpropFilter" in _op_types(step.get_concrete_function(inputs, labels, False))
+  before = [v.numpy().copy() for v in variables]
+  step(inputs, labels, True)
+  moved = [bool(np.abs(v.numpy() - b).max() > 0) for v, b in zip(variables, before)]
+  assert moved == [not f for f in frozen]
