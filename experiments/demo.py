@@ -20,8 +20,8 @@ Both runs are the rows' registered CPU-size variant (`table3/cnn_only:cpu`,
 `python -m omg_cnnrnn.train --experiment=<row>:cpu` resolves them (no paper weights here, so
 the start is "scratch" and the row's `ScratchRecipe` applies). The variant's reductions,
 printed too: 32x32 crops (paper 96), 8-frame sequences (paper 80; the synthetic utterances
-are 1.5-2.5 s at 10 fps) and a few hundred steps; the batch sizes are the paper's (80
-frames, 4 sequences). The paper pretrains on Aff-Wild first; the demo skips
+are 1.5-2.5 s at 10 fps), CNN-only batches of 40 frames (paper 80) and a few hundred steps;
+the CNN-RNN's batch is the paper's 4 sequences. The paper pretrains on Aff-Wild first; the demo skips
 that step to fit its time (the table scripts run it).
 
 Leaves in `--demo_dir`: metrics.json (naming the row), predictions_validation.csv,
@@ -106,9 +106,10 @@ def main(argv):
     config, resolved = training.resolve_run(f"{row}:{VARIANT}", workdir)
     t = step(f"{number}/5 train {row} (Table {config.table} '{config.row}'), {config.train.num_steps} steps")
     print(resolved.describe())
+    paper = experiments.get(row)  # The registered row: the paper's shapes.
     print("CPU reductions: " + ", ".join(experiments.variant_overrides(f"{row}:{VARIANT}"))
-          + f" (paper: 96x96, batch {config.data.batch_size} x "
-          f"{80 if config.model.has_rnn else 1} frames, tens of thousands of steps, from AffWildNet)")
+          + f" (paper: 96x96, batches of {paper.data.batch_size} x {paper.data.sequence_length} frames, "
+          "tens of thousands of steps, from AffWildNet)")
     training.configure_process(FLAGS.seed)  # The process's seeds: a Trainer sets none.
     trainer = training.Trainer(config, workdir, records, seed=FLAGS.seed, eval_split="validation",
                             init_from=resolved.sources)
