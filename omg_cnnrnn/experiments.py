@@ -420,11 +420,18 @@ def testing():
 # ----------------------------------------------------------------------------- CPU-size variants
 def _smoke_overrides(config: ExperimentConfig) -> list[str]:
   """`<row>:smoke`: two steps at tiny shapes (the table scripts' SMOKE=1: proof that a script runs end to
-  end on a CPU; the numbers mean nothing). Everything else is the registered row."""
-  del config  # The same reductions for every row.
+  end on a CPU; the numbers mean nothing). Everything else is the registered row.
+
+  Tiny shapes: 32x32 crops, 4-frame windows, batches of 2, and each VGG-16 stream at 1/16 of Table I's widths
+  (`backbone_width`, conv1 4 ... conv5 32 channels, every layer and tap still there, as the tests' tiny rows)
+  with its FC layers at 1/16 of their units (4096 -> 256); ResNet-50 streams (no width multiplier) as they are.
+  """
+  width = 0.0625
+  streams = [{**s, "backbone_width": width, "fc_units": tuple(max(1, int(u * width)) for u in s["fc_units"])}
+             if s["backbone"] == "vgg16" else s for s in config.to_dict()["model"]["streams"]]
   return ["data.image_size=32", "data.sequence_length=4", "data.batch_size=2", "data.shuffle_buffer=8",
           "train.num_steps=2", "train.log_every_steps=1", "train.checkpoint_every_steps=1",
-          "train.eval_every_steps=2"]
+          "train.eval_every_steps=2", f"model.streams={streams!r}"]
 
 
 def _cpu_overrides(config: ExperimentConfig) -> list[str]:

@@ -131,7 +131,12 @@ def test_cpu_and_smoke_variants_are_the_rows_with_the_replaced_overrides():
     assert experiments.variant_overrides(f"{name}:cpu") == overrides  # the demo prints them
   for name in experiments.names():
     smoke = experiments.get(f"{name}:smoke")
-    assert smoke == configs.override(experiments.get(name), SMOKE_OVERRIDES) and smoke.name == name
+    # The smoke variant's VGG-16 streams are also at 1/16 width, their FC layers at 1/16 of the units.
+    streams = [{**s, "backbone_width": 0.0625, "fc_units": [u // 16 for u in s["fc_units"]]}
+               if s["backbone"] == "vgg16" else s for s in experiments.get(name).to_dict()["model"]["streams"]]
+    assert smoke == configs.override(configs.override(experiments.get(name), SMOKE_OVERRIDES), {"model.streams": streams})
+    assert smoke.name == name
+    assert smoke.model.streams[0].backbone != "vgg16" or smoke.model.streams[0].backbone_width == 0.0625
     assert experiments.get(f"{name}:cpu").data.image_size == 32
   assert experiments.get("table4/cnn_fc_rnn:cpu").train.num_steps == 60
   assert experiments.get("table4/cnn_only:cpu").data.sequence_length == 1

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import cli_runner
 from omg_cnnrnn import experiments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,11 +125,31 @@ def test_table5_script_trains_each_fused_row_the_ways_its_experiment_registers(t
   assert evaluated[-2:] == [str(root / row / "from_affwild"), str(root / row / "from_omg")]
 
 
+def _prepare_smoke_data(script, tmp_path, *rows):
+  """Runs in this process (tests/cli_runner.py) the data preparation a dry run of `script` prints for SMOKE=1
+  (experiments/common.sh: synthesize, prepare_omg per split, prepare_affwild), so that the real run that
+  follows finds the prepared set and starts no Python for it. Returns the commands run."""
+  prep = [c for c in _commands(_smoke(script, tmp_path, *rows, dry_run=True)) if c[2].startswith("data_prep.")]
+  assert [c[2] for c in prep] == ["data_prep.synthesize", "data_prep.prepare_omg", "data_prep.prepare_omg",
+                                  "data_prep.prepare_affwild"]
+  for cmd in prep:
+    assert cmd[1] == "-m", cmd
+    done = cli_runner.run(cmd[2], cmd[3:])
+    assert done.returncode == 0, done.stderr[-3000:]
+  return prep
+
+
 @pytest.mark.slow
 def test_table6_script_smoke_mode_applies_the_rows_postprocessing(tmp_path):
-  """The one table script run end to end (about 2.5 min): data preparation, Aff-Wild pretraining, OMG training
-  from it, evaluation with post-processing, the report."""
+  """The one table script run end to end (about 2 min): Aff-Wild pretraining, OMG training from it, evaluation
+  with post-processing, the report; the data preparation its SMOKE block prints runs first, in this process."""
+  _prepare_smoke_data("table6.sh", tmp_path, "table6/vgg16_1rnn_post")
+  prepared = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*") if p.is_file()}
+  assert tmp_path / "data" / "omg" / "manifest.json" in prepared
+  assert any(p.parent == tmp_path / "data" / "affwild" and p.suffix == ".tfrecord" for p in prepared)
   out = _smoke("table6.sh", tmp_path, "table6/vgg16_1rnn_post")
+  # The script used the set prepared above, untouched.
+  assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*") if p.is_file()} == prepared
   root = tmp_path / "checkpoints"
   for row in ("table3/cnn_only", "table3/cnn_1rnn"):  # the base row and the row it starts after
     workdir = root / row
