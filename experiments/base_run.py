@@ -1,4 +1,4 @@
-"""The trained run a Table VI row post-processes (`evaluation.choose_base_run`), for the table scripts.
+"""The trained run a Table VI row post-processes (`runs.choose_base_run`), for the table scripts.
 
     python experiments/base_run.py --root=checkpoints --row=table6/fusion_post \
         --output=checkpoints/table6/fusion_post/base_run.json
@@ -23,9 +23,9 @@ flags.mark_flag_as_required("row")
 
 def main(argv):
   del argv
-  from omg_cnnrnn import evaluation  # Lazy: --help stays fast.
+  from omg_cnnrnn import runs  # Lazy: --help stays fast.
 
-  decision = evaluation.choose_base_run(FLAGS.root, FLAGS.row, FLAGS.split, output=FLAGS.output or None)
+  decision = runs.choose_base_run(FLAGS.root, FLAGS.row, FLAGS.split, output=FLAGS.output or None)
   print(f"== {decision['row']}: post-processes {decision['workdir']}, {decision['reason']}", file=sys.stderr)
   print(decision["workdir"])
 

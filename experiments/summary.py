@@ -30,7 +30,8 @@ import os
 
 from absl import app, flags
 
-from omg_cnnrnn import atomic, evaluation, experiments, postprocess
+from omg_cnnrnn import atomic, experiments, postprocess
+from omg_cnnrnn import runs as runs_lib  # `runs` is a local name here.
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "checkpoints", "Checkpoint root the table scripts wrote to.")
@@ -94,10 +95,10 @@ def _run_of(root: str, name: str, split: str) -> tuple[str, str, dict | None]:
     decision = _read_json(os.path.join(root, name, "base_run.json")) or {}
     workdir = (metrics or {}).get("workdir") or decision.get("workdir") or ""
     return decision.get("run", ""), workdir, metrics
-  runs = evaluation.run_workdirs(root, name)
+  runs = runs_lib.run_workdirs(root, name)
   if len(runs) > 1:
     try:
-      label, _ = evaluation.better_run(runs, split)
+      label, _ = runs_lib.better_run(runs, split)
     except FileNotFoundError:
       label = ""
   else:

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 from conftest import tiny  # noqa: E402
-from omg_cnnrnn import configs, evaluation, experiments, postprocess, training  # noqa: E402
+from omg_cnnrnn import configs, evaluation, experiments, postprocess, runs, training  # noqa: E402
 
 TABLE6 = [n for n in experiments.names() if experiments.get(n).table == "VI"]
 
@@ -116,20 +116,20 @@ def test_table6_fused_row_takes_the_better_training_way_on_validation(tmp_path):
   _metrics(os.path.join(base, "from_affwild"), 0.30, 0.40)
   _metrics(os.path.join(base, "from_omg"), 0.45, 0.20)
   out = os.path.join(root, "table6", "fusion_post", "base_run.json")
-  decision = evaluation.choose_base_run(root, "table6/fusion_post", output=out)
+  decision = runs.choose_base_run(root, "table6/fusion_post", output=out)
   assert decision["run"] == "from_affwild" and decision["workdir"] == os.path.join(base, "from_affwild")
   assert decision["scores"] == {"from_affwild": pytest.approx(0.35), "from_omg": pytest.approx(0.325)}
   assert "better of its training ways" in decision["reason"] and "from_omg 0.3250" in decision["reason"]
   with open(out) as f:
     assert json.load(f)["run"] == "from_affwild"
   # A single base row has one run; a way that was not evaluated does not compete.
-  single = evaluation.choose_base_run(root, "table6/resnet_rnn_post")
+  single = runs.choose_base_run(root, "table6/resnet_rnn_post")
   assert single["workdir"] == os.path.join(root, "table4", "cnn_rnn") and single["run"] == ""
   os.remove(os.path.join(base, "from_affwild", "eval_validation", "metrics.json"))
-  only = evaluation.choose_base_run(root, "table6/fusion_post")
+  only = runs.choose_base_run(root, "table6/fusion_post")
   assert only["run"] == "from_omg" and "['from_affwild'] not evaluated" in only["reason"]
   with pytest.raises(ValueError, match="not a Table VI row"):
-    evaluation.choose_base_run(root, "table3/cnn_rnn")
+    runs.choose_base_run(root, "table3/cnn_rnn")
 
 
 def test_procedure_descriptions_cover_every_config_procedure():

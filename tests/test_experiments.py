@@ -158,18 +158,18 @@ def test_experiment_flag_takes_a_variant():
 
 
 def test_fusion_rows_register_their_two_training_ways():
-  from omg_cnnrnn import evaluation
+  from omg_cnnrnn import runs
 
   for name in PAPER_ROWS["V"]:
     ways = experiments.get(name).init.ways
     # Sec. III-C: (a) from the Aff-Wild-pretrained branches, (b) from the row's own start.
     assert [(w.name, w.start) for w in ways] == [("from_affwild", "pretrained_branches"), ("from_omg", "registered")]
     # choose_base_run and the summary look for the runs where the ways put them.
-    assert evaluation.run_workdirs("/root", name) == {w.name: f"/root/{name}/{w.name}" for w in ways}
+    assert runs.run_workdirs("/root", name) == {w.name: f"/root/{name}/{w.name}" for w in ways}
     assert len(experiments.get(name).init.after) == len(experiments.get(name).model.streams)
   for name in [*PAPER_ROWS["III"], *PAPER_ROWS["IV"]]:
     assert experiments.get(name).init.ways == ()
-    assert evaluation.run_workdirs("/root", name) == {"": f"/root/{name}"}
+    assert runs.run_workdirs("/root", name) == {"": f"/root/{name}"}
   with pytest.raises(ValueError, match="pretrained_branches"):
     configs.TrainingWay("x", start="elsewhere")
 
