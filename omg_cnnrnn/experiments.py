@@ -418,6 +418,10 @@ def testing():
 
 
 # ----------------------------------------------------------------------------- CPU-size variants
+# VGG-16 width of the smoke variant (and of the tests' tiny rows, tests/conftest.py): 1/16 of Table I's.
+TINY_BACKBONE_WIDTH = 0.0625
+
+
 def _smoke_overrides(config: ExperimentConfig) -> list[str]:
   """`<row>:smoke`: two steps at tiny shapes (the table scripts' SMOKE=1: proof that a script runs end to
   end on a CPU; the numbers mean nothing). Everything else is the registered row.
@@ -426,7 +430,7 @@ def _smoke_overrides(config: ExperimentConfig) -> list[str]:
   (`backbone_width`, conv1 4 ... conv5 32 channels, every layer and tap still there, as the tests' tiny rows)
   with its FC layers at 1/16 of their units (4096 -> 256); ResNet-50 streams (no width multiplier) as they are.
   """
-  width = 0.0625
+  width = TINY_BACKBONE_WIDTH
   streams = [{**s, "backbone_width": width, "fc_units": tuple(max(1, int(u * width)) for u in s["fc_units"])}
              if s["backbone"] == "vgg16" else s for s in config.to_dict()["model"]["streams"]]
   return ["data.image_size=32", "data.sequence_length=4", "data.batch_size=2", "data.shuffle_buffer=8",

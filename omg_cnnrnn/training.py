@@ -351,8 +351,9 @@ class Trainer:
     else:
       # While the loaded layers are frozen only the others' gradients are taken, so the backward
       # pass stops where the loaded layers begin (a warm-started CNN-RNN's whole backbone: in the
-      # demo's CNN-RNN run a frozen step took 0.45 s, a thawed one 1.5-1.85 s). The frozen ones get zeros: Adam's moments and the weights stay as
-      # they are, exactly as a zero gradient leaves them.
+      # demo's CNN-RNN run a frozen step took 0.45 s, a thawed one 1.5-1.85 s). The frozen ones
+      # get zeros: Adam's moments and the weights stay as they are, exactly as a zero gradient
+      # leaves them.
       free = [v for v, f in zip(variables, self._frozen) if not f]
       loss, free_grads = self.loss_and_gradients(inputs, labels, variables=free)
       free_grads = iter(free_grads)

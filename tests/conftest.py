@@ -16,13 +16,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+from omg_cnnrnn import experiments  # noqa: E402  (the registry only: no TensorFlow)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_OMG = REPO.parent / "shared" / "omg"
 
 # Channel multiplier of the VGG-16 backbone in tests that are not about VGG-16 itself: 1/16 of
 # Table I's widths (conv1 4 ... conv5 32 channels), every layer and tap still there, so a step
-# costs milliseconds instead of the full backbone's 15 M parameters (StreamConfig.backbone_width).
-TINY_WIDTH = 0.0625
+# costs milliseconds instead of the full backbone's 15 M parameters (StreamConfig.backbone_width);
+# the same width as the table scripts' smoke variant.
+TINY_WIDTH = experiments.TINY_BACKBONE_WIDTH
 
 
 def tiny(config, overrides=None):

@@ -128,7 +128,7 @@ def test_table5_script_trains_each_fused_row_the_ways_its_experiment_registers(t
 def _prepare_smoke_data(script, tmp_path, *rows):
   """Runs in this process (tests/cli_runner.py) the data preparation a dry run of `script` prints for SMOKE=1
   (experiments/common.sh: synthesize, prepare_omg per split, prepare_affwild), so that the real run that
-  follows finds the prepared set and starts no Python for it. Returns the commands run."""
+  follows finds the prepared set and starts no Python for it."""
   prep = [c for c in _commands(_smoke(script, tmp_path, *rows, dry_run=True)) if c[2].startswith("data_prep.")]
   assert [c[2] for c in prep] == ["data_prep.synthesize", "data_prep.prepare_omg", "data_prep.prepare_omg",
                                   "data_prep.prepare_affwild"]
@@ -136,7 +136,6 @@ def _prepare_smoke_data(script, tmp_path, *rows):
     assert cmd[1] == "-m", cmd
     done = cli_runner.run(cmd[2], cmd[3:])
     assert done.returncode == 0, done.stderr[-3000:]
-  return prep
 
 
 @pytest.mark.slow
