@@ -42,7 +42,7 @@ def predict_split(model: tf_keras.Model, config: configs.ExperimentConfig, data_
                     "arousal": row["arousal"], "dataset": row.get("dataset", ""),
                     "frame_predictions": np.full((n, 2), np.nan, np.float32),
                     "frame_labels": np.zeros((n, 2), np.float32), "mask": np.zeros(n, np.float32)})
-  predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+  predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
   for batch in pipeline.eval_dataset(data_dir, config.data, split, batch_size=batch_size):
     out = predict({"frames": batch["frames"], "mask": batch["mask"]}).numpy()
     for b, (i, offset) in enumerate(zip(batch["index"].numpy(), batch["offset"].numpy())):
