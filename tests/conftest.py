@@ -1,8 +1,10 @@
 """Shared pytest set-up: quiet TensorFlow, deterministic seeds, the shared/ folder, tiny models.
 
-Test tiers (pytest.ini): tests marked `slow` (minutes of training, SIGKILL runs of the command
-lines, the end-to-end table script) run in `make test`; `pytest -m "not slow"` (`make test-fast`)
-leaves them out for the edit-test loop.
+Test tiers (pytest.ini): tests marked `slow` (training runs, SavedModel and TFLite exports and the
+tests that load them, full-size models beyond a few representatives, SIGKILL runs of the command
+lines, tf.distribute, the end-to-end table script) run in `make test`; `pytest -m "not slow"`
+(`make test-fast`) leaves them out for the edit-test loop: every module's cheap tests, one training
+run, one TF1 parity check, the VGG-16 rows' forward passes and three pinned full-size counts.
 
 Speed: each model a test run needs is built once (the session-scoped fixtures below, shared
 read-only: a test that changes one copies it first), and tests not about VGG-16 itself use the

@@ -9,6 +9,8 @@ import omg_cnnrnn
 import predict_helpers as helpers
 from omg_cnnrnn import api, inference
 
+pytestmark = pytest.mark.slow  # each test loads the shared SavedModel or reads videos through it
+
 SIZE = helpers.SIZE
 
 

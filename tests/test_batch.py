@@ -12,6 +12,8 @@ import cli_runner
 import predict_helpers as helpers
 from omg_cnnrnn import batch, inference
 
+pytestmark = pytest.mark.slow  # each test runs the SavedModel over videos
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, predict_model):

@@ -155,6 +155,7 @@ def test_train_dataset_shards_are_disjoint_and_cover_the_stream(tmp_path):
 
 @pytest.mark.parametrize("precision,jit", [("mixed_bfloat16", False), ("mixed_float16", False),
                                            ("float32", True)])
+@pytest.mark.slow
 def test_precision_and_xla_switches_train(tmp_path, precision, jit):
   fake_data.write_split(str(tmp_path / "data"), "train", num_videos=2, seed=0)
   config = tiny(experiments.get("testing"), {

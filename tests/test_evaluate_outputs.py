@@ -14,6 +14,8 @@ import fake_data  # noqa: E402
 from conftest import tiny  # noqa: E402
 from omg_cnnrnn import evaluation, experiments, metrics, postprocess, training  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the module's fixture trains a model
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

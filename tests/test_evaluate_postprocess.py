@@ -65,6 +65,7 @@ def table6_testing_row(monkeypatch):
   return name
 
 
+@pytest.mark.slow
 def test_the_rows_settings_are_what_evaluation_applies_and_outputs_name_the_procedure(workdir, table6_testing_row):
   wd, data = str(workdir / "wd"), str(workdir / "records")
   out = str(workdir / "row")

@@ -15,6 +15,8 @@ import cli_runner
 from conftest import tiny
 from omg_cnnrnn import experiments, losses, models, serving
 
+pytestmark = pytest.mark.slow  # each test exports or loads a SavedModel
+
 
 def _testing():
   """The testing row with a tiny backbone (conftest.tiny): these tests are about the export, not VGG-16."""

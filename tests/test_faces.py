@@ -205,6 +205,7 @@ def test_face_removed_from_a_real_video_is_missing_at_once_and_a_missed_face_is_
   assert all(found) and detected == [True] * 5 + [False] * 3 + [True] * 4
 
 
+@pytest.mark.slow
 def test_a_face_that_leaves_is_flagged_and_a_face_that_stays_is_found():
   """The issue-14 targets on a generated clip (bench_faces' scene, 90 frames): the face is
   cut away for 3 frames, walks out of the picture and back, is cut away for 6 frames."""

@@ -12,6 +12,8 @@ import cli_runner
 import predict_helpers as helpers
 from omg_cnnrnn import faces, inference, live
 
+pytestmark = pytest.mark.slow  # each test plays a video through the SavedModel
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, predict_model):

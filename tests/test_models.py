@@ -91,6 +91,20 @@ def _paper_count(name):
   }[name]
 
 
+def _resnet_rows_slow(names, fast=None):
+  """`names` for a parametrize, rows with a ResNet-50 stream marked slow: a full-size ResNet-50 takes
+  seconds to build, so those run in the whole suite only (README, Contributing: the test tiers).
+  With `fast` given, every row outside it is marked slow too."""
+  def slow(n):
+    return any(s.backbone == "resnet50" for s in experiments.get(n).model.streams) or (fast is not None and n not in fast)
+  return [pytest.param(n, marks=pytest.mark.slow) if slow(n) else n for n in names]
+
+
+# Full-size VGG-16 rows whose pinned count the fast tier checks (each build takes a second or two):
+# no RNN, one RNN on the FC layer, and the released three-GRU row. The whole suite checks every row.
+FAST_PINS = ("table3/cnn_only", "table3/cnn_1rnn", "table3/cnn_3rnn_fc_released")
+
+
 @pytest.fixture(scope="module")
 def built_96():
   """Parameter count of a row's model at 96x96, built once per model config (Table VI rows reuse their base's)."""
@@ -113,7 +127,7 @@ def test_every_registered_row_has_a_pin():
   assert not stale, f"pinned counts for unregistered experiments: {stale}"
 
 
-@pytest.mark.parametrize("name", sorted(PINNED_PARAMS))
+@pytest.mark.parametrize("name", _resnet_rows_slow(sorted(PINNED_PARAMS), fast=FAST_PINS))
 def test_parameter_count_is_pinned(name, built_96):
   assert built_96(name) == PINNED_PARAMS[name]
 
@@ -140,6 +154,7 @@ def test_vgg_tap_shapes_at_96():
     assert model.get_layer("vgg16").get_layer(name).name == name
 
 
+@pytest.mark.slow
 def test_resnet_pooled_tap_is_2048():
   backbone = models.build_backbone("resnet50")
   out = backbone(np.zeros((1, 96, 96, 3), np.float32))
@@ -149,7 +164,7 @@ def test_resnet_pooled_tap_is_2048():
   assert {"conv1", "conv1_bn", "block1_unit_1_shortcut", "block1_unit_3_conv2", "block4_unit_3_conv3_bn"} <= names
 
 
-@pytest.mark.parametrize("name", experiments.names())
+@pytest.mark.parametrize("name", _resnet_rows_slow(experiments.names()))
 def test_forward_every_registered_model_on_a_tiny_input(name):
   """Every row builds and runs; VGG-16 streams at 1/16 width (the real sizes: the pinned counts above)."""
   tf_keras.backend.clear_session()
@@ -173,7 +188,7 @@ def _inputs(rng, b=2, t=5, size=32):
   return frames, mask
 
 
-@pytest.mark.parametrize("name", ["testing", "table3/cnn_2rnn_fc", "table4/cnn_rnn"])
+@pytest.mark.parametrize("name", _resnet_rows_slow(["testing", "table3/cnn_2rnn_fc", "table4/cnn_rnn"]))
 @pytest.mark.parametrize("training", [False, True])
 def test_masked_frames_do_not_change_valid_predictions(name, training):
   # Dropout masks must repeat between the two calls: legacy dropout ops reseeded by
@@ -288,6 +303,7 @@ def test_invalid_taps_fail_with_the_valid_names():
     models.build_model(bad, image_size=32)
 
 
+@pytest.mark.slow
 def test_resnet_batch_norm_momentum_comes_from_the_config():
   stream = experiments.RESNET_CNN_ONLY
   for momentum in (0.997, 0.9):

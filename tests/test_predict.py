@@ -101,6 +101,7 @@ def test_streaming_twin_refuses_weights_of_another_network():
     cnn_rnn.build_streaming_model(_config(rnn_inputs=()).model, SIZE)
 
 
+@pytest.mark.slow
 def test_faceless_frames_are_skipped_not_fed(trained):
   """Dropping face-less frames before the network (what predict does) = masking them."""
   model, config, saved, _ = trained
@@ -118,6 +119,7 @@ def test_faceless_frames_are_skipped_not_fed(trained):
   assert [r.frame for r in rows] == list(range(20))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [SIZE, 3 * SIZE, 45])
 def test_one_crop_gives_the_same_numbers_in_training_the_saved_model_and_predict(trained, side):
   # issue 13: one crop -> network-input function (`data.inputs`) for the three paths.
@@ -139,6 +141,7 @@ def test_one_crop_gives_the_same_numbers_in_training_the_saved_model_and_predict
   np.testing.assert_allclose(np.stack([r.prediction for r in rows]), want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_workdir_and_saved_model_predict_alike(trained):
   _, _, saved, workdir = trained
   rng = np.random.default_rng(4)
@@ -205,6 +208,7 @@ def test_postprocess_stream_filters_valid_frames_and_restarts_after_a_long_gap()
 
 
 # ------------------------------------------------------------------------------ whole videos
+@pytest.mark.slow
 def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tmp_path):
   model, config, saved, _ = trained
   segments = tmp_path / "segments.csv"
@@ -267,6 +271,7 @@ def test_predict_video_with_a_face_leaving_and_returning(trained, face_video, tm
   assert "carried" in written["faceless_frames"]
 
 
+@pytest.mark.slow
 def test_command_line_writes_frames_csv_and_plot(trained, face_video, tmp_path):
   _, _, saved, _ = trained
   out = tmp_path / "cli"
@@ -284,6 +289,7 @@ def test_command_line_writes_frames_csv_and_plot(trained, face_video, tmp_path):
   assert "missing.mp4: file not found" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_tuned_postprocess_json_beside_the_model_is_used(trained, tmp_path):
   model, config, _, _ = trained
   choice = postprocess.PostprocessChoice(median_window=(5, 1), smoothing_k=(10.0, 0.0), edge_mode="nearest")
@@ -298,6 +304,7 @@ def test_a_tuned_postprocess_json_beside_the_model_is_used(trained, tmp_path):
 
 
 # ------------------------------------------------------------------------------- bad inputs
+@pytest.mark.slow
 def test_bad_models_are_refused_naming_the_path(trained, tmp_path):
   model, config, _, _ = trained
   with pytest.raises(inference.ModelError, match="nowhere: model not found"):
@@ -330,6 +337,7 @@ def test_bad_models_are_refused_naming_the_path(trained, tmp_path):
     inference.load_predictor(str(bad_json))
 
 
+@pytest.mark.slow
 def test_bad_videos_are_refused_naming_the_file(trained, tmp_path):
   predictor = inference.load_predictor(trained[2])
   text = tmp_path / "notes.mp4"
@@ -382,6 +390,7 @@ def test_utterance_names_default_and_values_come_from_the_frames_in_range(tmp_pa
 
 
 # ---------------------------------------------------------------------------------- value ranges
+@pytest.mark.slow
 def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_video, tmp_path):
   """An out-of-domain model (|valence| > 2): raw columns keep it, the _post columns and the plot stay in range."""
   config = _config()
@@ -420,6 +429,7 @@ def test_raw_values_are_kept_and_post_values_clipped_to_the_label_ranges(face_vi
     assert (out / "plot.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["1", "a,b", "1,0", "0,inf", "0,1,2"])
 def test_a_bad_arousal_range_is_refused_naming_it(trained, text):
   with pytest.raises(ValueError, match=f"arousal range '{text}'"):

@@ -76,6 +76,7 @@ def test_a_scratch_start_gets_the_recipe_and_a_paper_start_the_papers_values():
   assert paper.train.clip_global_norm == 0 and paper.train.freeze_loaded_steps == 0
 
 
+@pytest.mark.slow
 def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
   data = str(tmp_path / "records")
   fake_data.write_split(data, "train", num_videos=4, seed=0)
@@ -129,6 +130,7 @@ def restored_process():
     yield
 
 
+@pytest.mark.slow
 def test_loaded_layers_ramp_up_after_the_freeze(tmp_path, restored_process):
   """train.loaded_warmup_steps: the first thawed step moves a loaded layer 1/warmup as far as without the ramp."""
   import numpy as np
@@ -165,6 +167,7 @@ def _op_types(concrete) -> set:
   return {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
 
 
+@pytest.mark.slow
 def test_frozen_steps_take_no_gradient_through_the_loaded_layers(tmp_path, restored_process):
   """While frozen, the step's backward pass stops at the loaded layers; the fresh ones get their own gradients."""
   import numpy as np

@@ -76,9 +76,13 @@ PARITY = [
     ("omg_cnn_gru_1rnn", True, True, 38, 17),
     ("omg_cnn_gru_3rnn", True, False, 54, 21),
 ]
+# The fast tier checks one released model (VGG-Face, a GRU, the TF 1.1 names); the whole suite all
+# six (each builds a TF1 graph and a full-size model: seconds).
+FAST_PARITY = ("omg_cnn_gru_1rnn",)
 
 
-@pytest.mark.parametrize("name,wrapper,tf11,num_vars,num_layers", PARITY, ids=[p[0] for p in PARITY])
+@pytest.mark.parametrize("name,wrapper,tf11,num_vars,num_layers", [
+    pytest.param(*p, id=p[0], marks=() if p[0] in FAST_PARITY else pytest.mark.slow) for p in PARITY])
 def test_converted_model_matches_the_tf1_graph(released, name, wrapper, tf11, num_vars, num_layers):
   prefix, tf1_out, _ = released(name, wrapper, _tf11_names if tf11 else None)
   model, config = _model(name)
@@ -140,6 +144,7 @@ def _broken_checkpoint(values, path):
   return ref.write_checkpoint(broken, str(path / "model.ckpt-5"))
 
 
+@pytest.mark.slow  # full-size models (seconds); the fast tier keeps one parity check above
 def test_strict_load_names_wrong_shapes_and_missing_variables_and_changes_nothing(released, tmp_path):
   _, _, values = released("affwildnet_vggface_gru")
   prefix = _broken_checkpoint(values, tmp_path)
@@ -164,6 +169,7 @@ def test_strict_load_names_wrong_shapes_and_missing_variables_and_changes_nothin
   np.testing.assert_array_equal(model.get_layer("vgg16").get_layer("conv3_1").kernel.numpy(), conv3_1)
 
 
+@pytest.mark.slow  # full-size models (seconds); the fast tier keeps one parity check above
 def test_bad_inputs_fail_clearly(released, tmp_path):
   prefix, _, _ = released("affwildnet_vggface_gru")
   model, config = _model("affwildnet_vggface_gru")
@@ -183,6 +189,7 @@ def test_bad_inputs_fail_clearly(released, tmp_path):
     tf1_weights.load_tf1_checkpoint(small, config.model, prefix, "affwildnet_vggface_gru")
 
 
+@pytest.mark.slow  # full-size models (seconds); the fast tier keeps one parity check above
 def test_partial_warm_start_of_cnn_3rnn_from_affwildnet(released):
   prefix, tf1_out, values = released("affwildnet_vggface_gru")
   config = experiments.get("table3/cnn_3rnn_last_conv")
@@ -262,6 +269,7 @@ def _rcmalli_vgg16(size, first_filters=64, skip=()):
   return tf_keras.Sequential(layers, name="vggface_vgg16")
 
 
+@pytest.mark.slow  # full-size models (seconds); the fast tier keeps one parity check above
 def test_vggface_h5_in_the_keras_layout_loads_into_the_backbone(tmp_path):
   reference = _rcmalli_vgg16(32)
   for w in reference.weights:

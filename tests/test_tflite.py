@@ -11,6 +11,8 @@ import omg_cnnrnn
 import predict_helpers as helpers
 from omg_cnnrnn import inference, serving, tflite
 
+pytestmark = pytest.mark.slow  # TFLite conversions
+
 CHUNK = 5  # frames per call fixed in the files; the tests feed other counts
 
 

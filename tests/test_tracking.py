@@ -27,6 +27,7 @@ def _who(box, truth):
   return best if scores[best] > 0.3 else None
 
 
+@pytest.mark.slow
 def test_two_faces_crossing_keep_their_ids(crossing):
   path, boxes, _, _ = crossing
   people: dict[int, set] = {}
@@ -44,6 +45,7 @@ def test_two_faces_crossing_keep_their_ids(crossing):
   assert seen["A"] >= 32 and seen["B"] >= 38
 
 
+@pytest.mark.slow
 def test_every_face_gets_its_own_rows_state_and_plot(crossing, tmp_path):
   path, boxes, model, saved = crossing
   predictor = inference.load_predictor(saved)
@@ -88,6 +90,7 @@ def test_track_post_filters_each_track_and_restarts_after_a_gap():
     np.testing.assert_allclose(post[part], want)
 
 
+@pytest.mark.slow
 def test_target_a_point_follows_that_person(crossing, tmp_path):
   path, boxes, _, saved = crossing
   for point, person in (((390, 200), "B"), ((90, 105), "A")):
@@ -101,6 +104,7 @@ def test_target_a_point_follows_that_person(crossing, tmp_path):
   assert tracking.parse_target("left") == "left" and tracking.parse_target(" 10,20.5") == (10.0, 20.5)
 
 
+@pytest.mark.slow
 def test_command_line_faces_all_and_target_point(crossing, tmp_path):
   path, boxes, _, saved = crossing
   base = [f"--model={saved}", f"--video={path}", "--noprogress"]
@@ -119,6 +123,7 @@ def test_command_line_faces_all_and_target_point(crossing, tmp_path):
   assert bad.returncode != 0 and "--target picks one person" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_python_api_every_face_and_a_point(crossing, tmp_path):
   import omg_cnnrnn
 

@@ -87,6 +87,7 @@ def test_a_trainer_changes_no_process_wide_setting(data, tmp_path):
   assert tf_keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_same_step_and_weights(data, tmp_path, restored_process):
   config = _config(**{"train.num_steps": 6})
   kwargs = dict(data_dir=str(data / "records"), eval_split=None, log=lambda s: None)
@@ -115,6 +116,7 @@ def test_resume_refuses_a_different_config(data, tmp_path):
     training.Trainer(_config(**{"train.learning_rate": 0.5}), str(tmp_path / "wd"), str(data / "records"))
 
 
+@pytest.mark.slow
 def test_warm_start_loads_matching_layers_and_reports_fresh_ones(data, tmp_path):
   training.configure_process()
   source = training.Trainer(_config(**{"train.num_steps": 1}), str(tmp_path / "src"), str(data / "records"),
@@ -145,6 +147,7 @@ def test_missing_data_and_init_sources_fail_clearly(data, tmp_path):
     training.Trainer(_config(), str(tmp_path / "b"), str(data / "records"), init_from=[str(tmp_path / "nothing")])
 
 
+@pytest.mark.slow
 def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   workdir = str(tmp_path / "wd")
   training.configure_process()
@@ -184,6 +187,7 @@ def test_train_evaluate_postprocess_export_end_to_end(data, tmp_path):
   assert os.path.exists(os.path.join(path, "postprocess.json"))
 
 
+@pytest.mark.slow
 def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
   workdir = str(tmp_path / "wd")
   training.configure_process()
@@ -196,6 +200,7 @@ def test_evaluation_refuses_labels_that_do_not_line_up(data, tmp_path):
                               labels_csv=str(tmp_path / "short.csv"), which="latest")
 
 
+@pytest.mark.slow
 def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp_path, monkeypatch):
   """The paper's second fusion start ("the networks that had the best performance")."""
   workdir = str(tmp_path / "src")
@@ -238,6 +243,7 @@ def test_warm_start_from_a_workdir_loads_its_best_weights_not_its_last(data, tmp
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_best_weights_of_an_earlier_layout_are_still_read(data, tmp_path):
   """Workdirs written before the atomic swap hold one fixed `best/model` prefix."""
   workdir = str(tmp_path / "old")
