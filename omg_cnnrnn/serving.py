@@ -38,6 +38,7 @@ export is swapped in by rename. A SavedModel is a program: load only trusted one
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -76,11 +77,12 @@ class ServingModule(tf.Module):
     frames_spec = tf.TensorSpec((None, None, size, size, 3), tf.uint8, name="frames")
     mask_spec = tf.TensorSpec((None, None), tf.float32, name="mask")
     state_spec = tf.TensorSpec((None, self.num_states, self.state_units), tf.float32, name="state")
-    self.serve = tf.function(self._serve_all, autograph=False, input_signature=[frames_spec])
-    self.serve_with_mask = tf.function(self._serve, autograph=False, input_signature=[frames_spec, mask_spec])
-    self.serve_streaming = tf.function(self._serve_streaming, autograph=False, input_signature=[frames_spec, mask_spec, state_spec])
-    self.initial_state = tf.function(self._initial_state, autograph=False, input_signature=[tf.TensorSpec((), tf.int32,
-                                                                                         name="batch_size")])
+    # autograph=False: their branches are on Python values; nothing to convert.
+    function = functools.partial(tf.function, autograph=False)
+    self.serve = function(self._serve_all, input_signature=[frames_spec])
+    self.serve_with_mask = function(self._serve, input_signature=[frames_spec, mask_spec])
+    self.serve_streaming = function(self._serve_streaming, input_signature=[frames_spec, mask_spec, state_spec])
+    self.initial_state = function(self._initial_state, input_signature=[tf.TensorSpec((), tf.int32, name="batch_size")])
 
   def _initial_state(self, batch_size):
     return {"state": tf.zeros(tf.stack([batch_size, self.num_states, self.state_units]), tf.float32)}
