@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= checkpoints/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# tf.keras is tf_keras (the package uses tf_keras itself): `import tensorflow` then skips importing
+# Keras 3, 0.8 of its 4.2 s at ~340 GFLOP/s, in every process the demo and the tests start.
+export TF_USE_LEGACY_KERAS ?= 1
 
 .PHONY: install test test-fast demo rows bench clean
 
@@ -17,10 +20,13 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 # The whole suite (what .ci/run calls); test-fast leaves out the tests marked slow (pytest.ini), for the
-# edit-test loop. README, Contributing: the times of both. Tests run in one process per core (pytest-xdist),
-# at most 4: each holds its own TensorFlow (about 1-2 GiB); tests/conftest.py puts the longest first and
-# has the workers share the rest by work stealing (--dist worksteal), so they end together.
-PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4
+# edit-test loop. README, Contributing: the times of both. Tests run in pytest-xdist workers, one more
+# than the cores (a worker waiting on a subprocess, a file sync or a poll leaves its core to the extra
+# one: 457 s with 2 workers, 425 s with 3 on 2 cores), at most 4: each holds its own TensorFlow (about
+# 1-2 GiB). tests/conftest.py puts the longest first and has the workers share the rest by work
+# stealing (--dist worksteal), so they end together.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test: install
 	$(PYTEST) tests

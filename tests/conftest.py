@@ -15,6 +15,9 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As the Makefile: tf.keras is tf_keras, so `import tensorflow` skips Keras 3 (0.8 s of every
+# process start here, the tests' subprocesses included: they inherit the environment).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
