@@ -20,19 +20,20 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 # The whole suite (what .ci/run calls); test-fast leaves out the tests marked slow (pytest.ini), for the
-# edit-test loop. README, Contributing: the times of both. Tests run in pytest-xdist workers, one more
-# than the cores (a worker waiting on a subprocess, a file sync or a poll leaves its core to the extra
-# one: 457 s with 2 workers, 425 s with 3 on 2 cores), at most 4: each holds its own TensorFlow (about
-# 1-2 GiB). tests/conftest.py puts the longest first and has the workers share the rest by work
+# edit-test loop. README, Contributing: the times of both. Tests run in pytest-xdist workers, at most 4:
+# each holds its own TensorFlow (about 1-2 GiB). The whole suite has one worker more than the cores (a
+# worker waiting on a subprocess, a file sync or a poll leaves its core to the extra one: 457 s with 2
+# workers, 425 s with 3 on 2 cores); the fast tier, which waits on nothing, one per core (42 s with 2,
+# 47 s with 3). tests/conftest.py puts the longest first and has the workers share the rest by work
 # stealing (--dist worksteal), so they end together.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
-PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS)
+FAST_TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 
 test: install
-	$(PYTEST) tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 test-fast: install
-	$(PYTEST) tests -m "not slow"
+	$(PY) -m pytest -q -n $(FAST_TEST_WORKERS) tests -m "not slow"
 
 demo: install
 	$(PY) experiments/demo.py --demo_dir=$(DEMO_DIR)

@@ -95,8 +95,9 @@ def _resnet_rows_slow(names, fast=None):
   """`names` for a parametrize, rows with a ResNet-50 stream marked slow: a full-size ResNet-50 takes
   seconds to build, so those run in the whole suite only (README, Contributing: the test tiers).
   With `fast` given, every row outside it is marked slow too."""
-  def slow(n):
-    return any(s.backbone == "resnet50" for s in experiments.get(n).model.streams) or (fast is not None and n not in fast)
+  def slow(name):
+    resnet = any(s.backbone == "resnet50" for s in experiments.get(name).model.streams)
+    return resnet or (fast is not None and name not in fast)
   return [pytest.param(n, marks=pytest.mark.slow) if slow(n) else n for n in names]
 
 
