@@ -26,8 +26,9 @@ install: $(VENV)/.installed
 # workers, 425 s with 3 on 2 cores); the fast tier, which waits on nothing, one per core (42 s with 2,
 # 47 s with 3). tests/conftest.py puts the longest first and has the workers share the rest by work
 # stealing (--dist worksteal), so they end together.
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
-FAST_TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
+CORES ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() or 1)")
+TEST_WORKERS ?= $(shell echo $$(( $(CORES) + 1 < 4 ? $(CORES) + 1 : 4 )))
+FAST_TEST_WORKERS ?= $(shell echo $$(( $(CORES) < 4 ? $(CORES) : 4 )))
 
 test: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
