@@ -1,4 +1,4 @@
-"""Subprocess entry points for tests/test_distribute.py (tf.distribute needs a fresh process).
+"""Process entry points for tests/test_distribute.py (tf.distribute needs a process of its own).
 
     python tests/distributed_run.py mirrored <out.json>
         Two logical CPU devices under MirroredStrategy vs one device, same global batch:

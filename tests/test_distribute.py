@@ -1,13 +1,13 @@
 """tf.distribute: exact global-batch CCC across replicas, two workers on loopback, precision and XLA switches.
 
-The strategies need fresh processes (logical devices and collectives are fixed at
-TF start-up), so the distributed runs go through `tests/distributed_run.py`.
+The strategies need processes of their own (logical devices and collectives are fixed when
+TensorFlow's runtime starts), so the distributed runs go through `tests/distributed_run.py`,
+forked before the runtime starts with TensorFlow already imported (`tests/prelaunch.py`).
 """
 
 import json
 import os
 import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -16,6 +16,7 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
+import prelaunch  # noqa: E402
 
 from conftest import tiny  # noqa: E402
 from omg_cnnrnn import configs, distribute, experiments, losses, training  # noqa: E402
@@ -33,9 +34,8 @@ def _env(**extra):
 @pytest.mark.slow
 def test_two_replicas_give_the_single_device_loss_and_gradients(tmp_path):
   out = tmp_path / "mirrored.json"
-  proc = subprocess.run([sys.executable, RUNNER, "mirrored", str(out)], env=_env(), capture_output=True,
-                        text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = prelaunch.run([sys.executable, RUNNER, "mirrored", str(out)], env=_env(), timeout=600)
+  assert proc.returncode == 0, proc.output()[-3000:]
   result = json.loads(out.read_text())
   assert result["replicas"] == 2
   # {B=2 (one sequence per replica), 4} x {mean, median, frame} x {ccc, mse}
@@ -70,17 +70,18 @@ def _run_workers(data_dir, workdir, num_steps, out_dir):
   procs = []
   for i in range(2):
     tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-    procs.append(subprocess.Popen(
+    procs.append(prelaunch.start(
         [sys.executable, RUNNER, "worker", data_dir, workdir, str(num_steps), os.path.join(out_dir, f"w{i}.npz")],
-        env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env=_env(TF_CONFIG=tf_config)))
   logs = []
   for p in procs:
     try:
-      logs.append(p.communicate(timeout=420)[0])
-    except subprocess.TimeoutExpired:
+      p.wait(timeout=420)
+    except TimeoutError:
       for q in procs:
         q.kill()
       raise
+    logs.append(p.output())
   for p, log in zip(procs, logs):
     assert p.returncode == 0, log[-3000:]
   return [dict(np.load(os.path.join(out_dir, f"w{i}.npz"))) for i in range(2)], logs

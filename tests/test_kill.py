@@ -1,6 +1,6 @@
 """SIGKILL tests (issue 14, item 9): export, train, evaluate and prepare_omg, each killed and rerun.
 
-Each command line runs as a subprocess, is killed with SIGKILL at several points (a file
+Each command line runs as a process of its own, is killed with SIGKILL at several points (a file
 appearing, a count of finished items, a moment into start-up) and run again; the final
 outputs must equal an uninterrupted run's: the same model, the same weights on CPU, the
 same metrics and CSVs, byte-identical shards, every utterance once.
@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -22,12 +21,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 import fake_data  # noqa: E402
 
 import cli_runner  # noqa: E402
+import prelaunch  # noqa: E402
 from conftest import tiny  # noqa: E402
 from omg_cnnrnn import experiments, training  # noqa: E402
 from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 
-# Each test starts its command line 2 to 5 times as a subprocess (the runs it kills; the runs it
-# does not kill, the references and the final reruns, run in this process): minutes on 2 cores. The models
+# Each test starts its command line 1 to 5 times as a process of its own, the runs it kills, forked with
+# TensorFlow and the package already imported (tests/prelaunch.py); the runs it does not kill, the
+# references and the final reruns, run in this process (tests/cli_runner.py): a minute on 2 cores. The models
 # are the testing row with the 1/16-width VGG (conftest.tiny): these tests are about resuming.
 pytestmark = pytest.mark.slow
 
@@ -51,16 +52,15 @@ def _export(workdir, export_dir, kill_when=None):
   if kill_when is None:
     _in_process(cmd)
     return True
-  proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = prelaunch.start(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   deadline = time.time() + 300
   while proc.poll() is None and time.time() < deadline:
     if glob.glob(kill_when):
       proc.send_signal(signal.SIGKILL)
-      proc.wait()
+      proc.wait(60)
       return proc.returncode == -signal.SIGKILL
     time.sleep(0.002)
-  proc.wait()
+  proc.wait(60)
   return False  # finished before the point was seen
 
 
@@ -100,13 +100,12 @@ def _run(cmd, kill_when=None, timeout=600):
   if kill_when is None:
     _in_process(cmd)
     return False
-  proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = prelaunch.start(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   deadline = time.time() + timeout
   while proc.poll() is None and time.time() < deadline:
     if kill_when():
       proc.send_signal(signal.SIGKILL)
-      proc.wait()
+      proc.wait(60)
       return True
     time.sleep(0.002)
   proc.wait(timeout=max(1.0, deadline - time.time()))  # ended before its kill point: the caller counts
