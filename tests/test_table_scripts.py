@@ -11,14 +11,15 @@ import sys
 import pytest
 
 import cli_runner
+import prelaunch
 from omg_cnnrnn import experiments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORTED = [n for n in experiments.names() if experiments.get(n).table in ("III", "IV", "V", "VI")]
 
 
-def _smoke(script, tmp_path, *rows, dry_run=False):
-  env = {**os.environ, "SMOKE": "1", "SMOKE_DIR": str(tmp_path), "PYTHON": sys.executable,
+def _smoke(script, tmp_path, *rows, dry_run=False, python=sys.executable):
+  env = {**os.environ, "SMOKE": "1", "SMOKE_DIR": str(tmp_path), "PYTHON": python,
          "TF_CPP_MIN_LOG_LEVEL": "3", "DRY_RUN": "1" if dry_run else "0"}
   env.pop("DRY_RUN_DONE", None)
   out = subprocess.run(["bash", os.path.join(REPO, "experiments", script), *rows], env=env, capture_output=True,
@@ -140,13 +141,17 @@ def _prepare_smoke_data(script, tmp_path, *rows):
 
 @pytest.mark.slow
 def test_table6_script_smoke_mode_applies_the_rows_postprocessing(tmp_path):
-  """The one table script run end to end (about 2 min): Aff-Wild pretraining, OMG training from it, evaluation
-  with post-processing, the report; the data preparation its SMOKE block prints runs first, in this process."""
+  """The one table script run end to end (about a minute): Aff-Wild pretraining, OMG training from it, evaluation
+  with post-processing, the report; the data preparation its SMOKE block prints runs first, in this process.
+
+  The script's Python commands run in processes forked with TensorFlow and the package already imported
+  (`PYTHON` is tests/prelaunch.py's stand-in): the script, its commands and their files are a real run's."""
   _prepare_smoke_data("table6.sh", tmp_path, "table6/vgg16_1rnn_post")
   prepared = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*") if p.is_file()}
   assert tmp_path / "data" / "omg" / "manifest.json" in prepared
   assert any(p.parent == tmp_path / "data" / "affwild" and p.suffix == ".tfrecord" for p in prepared)
-  out = _smoke("table6.sh", tmp_path, "table6/vgg16_1rnn_post")
+  with prelaunch.python_stand_in(tmp_path) as python:
+    out = _smoke("table6.sh", tmp_path, "table6/vgg16_1rnn_post", python=python)
   # The script used the set prepared above, untouched.
   assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*") if p.is_file()} == prepared
   root = tmp_path / "checkpoints"
