@@ -20,7 +20,7 @@ TINY = {"model.streams": [{"backbone": "vgg16", "fc_units": [16], "fc_dropout": 
         "train.log_every_steps": 1000, "train.checkpoint_every_steps": 1000, "train.eval_every_steps": 0}
 
 
-# Two 200-step runs: about half a minute on 2 cores.
+# Two 400-step runs: a minute on 2 cores.
 pytestmark = pytest.mark.slow
 
 
@@ -46,18 +46,19 @@ def test_recurrent_row_learns_what_only_time_shows_and_cnn_only_cannot(trend, tm
   base = experiments.get("testing")
   scratch = start.Start("scratch", (), ())
   rnn = configs.override(start.apply(base, scratch), {
-      **TINY, "data.sequence_length": 8, "data.batch_size": 16, "train.num_steps": 200,
+      **TINY, "data.sequence_length": 8, "data.batch_size": 16, "train.num_steps": 400,
       "train.learning_rate": 3e-3})
   cnn = configs.override(start.apply(base, scratch), {
       **TINY, "model.streams": [{**TINY["model.streams"][0], "rnn_inputs": [], "fc_units": [16, 16],
                                  "fc_dropout": [0.5]}],
-      "data.sequence_length": 1, "data.batch_size": 128, "train.num_steps": 200, "train.learning_rate": 3e-3})
+      "data.sequence_length": 1, "data.batch_size": 128, "train.num_steps": 400, "train.learning_rate": 3e-3})
   got_rnn = _run(rnn, str(tmp_path / "rnn"), trend)
   got_cnn = _run(cnn, str(tmp_path / "cnn"), trend)
-  # Measured (tiny VGG-16 at 1/16 width, GRU 16, 200 steps; Trainer seed 0, as here): recurrent 0.70 / 0.64,
-  # CNN-only -0.01 on valence. 400 steps gave no more (0.65 / 0.60): both runs have levelled off by step 200.
-  # Other seeds learn less (200 steps: seed 1 0.68 / 0.62, seed 2 0.37 / 0.34, seed 3 0.38 / 0.49; CNN-only
-  # within 0.12 of 0), so the arousal bound holds for this seed, not for every one.
+  # Measured (tiny VGG-16 at 1/16 width, GRU 16, 400 steps, Trainer seed 0 as here; valence / arousal CCC):
+  # recurrent 0.65 / 0.60, CNN-only 0.01 on valence; with oneDNN capped at AVX2 0.63 / 0.55 and -0.03. The runs
+  # level off early here (200 steps: 0.70 / 0.64) but not everywhere: at 200 steps the AVX2 run's arousal was
+  # 0.44. Other seeds learn less (400 steps: seed 1 0.61 / 0.63, seed 2 0.36 / 0.28, seed 3 0.44 / 0.45), so
+  # the bounds below hold for this seed, not for every one (issue 13's note).
   assert got_rnn["valence_ccc"] > 0.35 and got_rnn["arousal_ccc"] > 0.5, got_rnn
   assert abs(got_cnn["valence_ccc"]) < 0.25, got_cnn
   assert got_rnn["valence_ccc"] > abs(got_cnn["valence_ccc"]) + 0.2
