@@ -3,10 +3,11 @@
 Tests about the process itself (a command line SIGKILLed at a point and rerun, tf.distribute
 workers) need a process of their own, but not a fresh Python start: importing TensorFlow, tf_keras
 and the package costs about 3.9 CPU-seconds a process at ~340 GFLOP/s (`python -c "import
-tensorflow, tf_keras; import omg_cnnrnn.training"`), more than a tiny run itself. `start` forks each
-command from a `multiprocessing` forkserver that imported them once per pytest worker (PRELOAD)
-and never ran an op: TensorFlow's runtime (its thread pools, the logical devices a tf.distribute
-test configures) starts in the child, at its first op, as in a fresh process. The child runs the
+tensorflow, tf_keras; import omg_cnnrnn.training"`): a 4-step tiny `train` run took 9.8 s spawned and
+6.2 s forked. `start` forks each command from a `multiprocessing` forkserver that imported them
+once per pytest worker (PRELOAD) and never ran an op: TensorFlow's runtime (its thread pools, the
+logical devices a tf.distribute test configures) starts in the child, at its first op, as in a
+fresh process. The child runs the
 command as `python -m <module> <args>` (or `python <script> <args>`) would, with its own argv,
 environment, working directory and stdout/stderr (a file, read by `Run.output`), and is a real
 process: its own pid, SIGKILL, an exit status.
