@@ -32,8 +32,6 @@ from omg_cnnrnn import workdir as workdir_lib  # noqa: E402
 # are the testing row with the 1/16-width VGG (conftest.tiny): these tests are about resuming.
 pytestmark = pytest.mark.slow
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _outputs(path):
   frames = np.random.default_rng(0).integers(0, 256, (1, 3, 32, 32, 3), dtype=np.uint8)
