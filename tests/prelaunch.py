@@ -34,6 +34,8 @@ import time
 import traceback
 import warnings
 
+import cli_runner
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,16 +57,26 @@ def _context():
   return _CONTEXT
 
 
-def _child(cmd, env, cwd, output):
-  """In the forked process: the command's stdout and stderr to `output`, its environment, argv, main."""
-  fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def _redirect_output(path):
+  """This process's stdout and stderr (fds 1 and 2) to the file `path`, truncated."""
+  fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
   os.dup2(fd, 1)
   os.dup2(fd, 2)
   os.close(fd)
+
+
+def _enter(env, cwd):
+  """A forked command's environment, working directory and default Ctrl-C."""
   os.environ.clear()
   os.environ.update(env)
   os.chdir(cwd)
   signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _child(cmd, env, cwd, output):
+  """In the forked process: the command's stdout and stderr to `output`, its environment, argv, main."""
+  _redirect_output(output)
+  _enter(env, cwd)
   _main(cmd[1:])
 
 
@@ -114,7 +126,8 @@ class Run:
 
   def send_signal(self, sig):
     if self._process.exitcode is None:
-      os.kill(self.pid, sig)
+      with contextlib.suppress(ProcessLookupError):  # it ended (and was reaped) since: as Popen.send_signal
+        os.kill(self.pid, sig)
 
   def kill(self):
     self.send_signal(signal.SIGKILL)
@@ -194,17 +207,12 @@ def _command(conn) -> int:
     try:
       for target, fd in enumerate(fds):
         os.dup2(fd, target)
-      os.environ.clear()
-      os.environ.update(env)
-      os.chdir(cwd)
-      signal.signal(signal.SIGINT, signal.SIG_DFL)
+      _enter(env, cwd)
       try:
         _main(args)
         code = 0
-      except SystemExit as e:  # what the interpreter makes of sys.exit(e.code)
-        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-        if not isinstance(e.code, (int, type(None))):
-          print(e.code, file=sys.stderr)
+      except SystemExit as e:
+        code = cli_runner._exit_status(e.code, sys.stderr)  # pylint: disable=protected-access
     except BaseException:  # noqa: BLE001 (a traceback and status 1, as the interpreter gives)
       traceback.print_exc()
     finally:
@@ -260,15 +268,11 @@ def python_stand_in(folder):
   finally:
     server.kill()
     server.join(10)
-    with contextlib.suppress(OSError):
-      os.unlink(address)
-      os.rmdir(os.path.dirname(address))
-      os.unlink(log)
+    for remove, name in ((os.unlink, address), (os.rmdir, os.path.dirname(address)), (os.unlink, log)):
+      with contextlib.suppress(OSError):  # the socket is missing if the server never started
+        remove(name)
 
 
 def _serve_logged(address, log):
-  fd = os.open(log, os.O_WRONLY | os.O_TRUNC)
-  os.dup2(fd, 1)
-  os.dup2(fd, 2)
-  os.close(fd)
+  _redirect_output(log)
   _serve(address)
