@@ -136,3 +136,23 @@ def test_non_finite_predictions_are_an_error_naming_the_utterance(run, tmp_path,
   message = str(error.value)
   assert "non-finite predictions (NaN/inf) on 1 of its" in message and f"utterance {spoiled[0]}:" in message
   assert not os.path.exists(tmp_path / "out" / "metrics.json")
+
+
+def test_one_predictor_serves_repeated_predictions_with_one_trace_and_the_same_numbers(run):
+  """The Trainer validates with one `frame_predictor` a run: a function made per call retraces per call."""
+  from omg_cnnrnn import workdir as workdir_lib
+
+  root, labels = run
+  model, config = workdir_lib.load_workdir_model(str(root / "wd"), which="latest")
+  data = str(root / "records")
+  predictor = evaluation.frame_predictor(model, config.data)
+  # Batches of 2 windows: the split's last batch is smaller (a second shape the trace must cover).
+  first = evaluation.predict_split(model, config, data, "validation", batch_size=2, predictor=predictor)
+  again = evaluation.predict_split(model, config, data, "validation", batch_size=2, predictor=predictor)
+  assert predictor.experimental_get_tracing_count() == 1
+  alone = evaluation.predict_split(model, config, data, "validation", batch_size=2)
+  assert len(first) == len(labels)
+  for a, b, c in zip(first, again, alone):
+    np.testing.assert_array_equal(a["frame_predictions"], b["frame_predictions"])
+    np.testing.assert_array_equal(a["frame_predictions"], c["frame_predictions"])
+    assert np.isfinite(a["frame_predictions"][a["mask"] > 0]).all()
