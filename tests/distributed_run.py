@@ -63,36 +63,41 @@ def mirrored(out_path: str) -> None:
   # 1. The loss alone, on a linear per-frame model: every aggregate x loss type, per-replica batch 1 and 2.
   with strategy.scope():
     w = tf.Variable(rng.normal(size=(3, 2)).astype(np.float32))
+  cases = [(aggregate, loss_type) for aggregate in losses.AGGREGATES for loss_type in losses.LOSS_TYPES]
+
+  def loss_grad(x_, y_, m_, aggregate, loss_type):
+    with tf.GradientTape() as tape:
+      loss = losses.ccc_loss(y_, tf.einsum("btf,fd->btd", x_, w), m_, aggregate, loss_type)
+    return loss, tape.gradient(loss, w)
+
+  # Every case in one function (one trace per global batch, not one per case).
+  @tf.function(autograph=False)
+  def run(values):
+    out = []
+    for aggregate, loss_type in cases:
+      loss, grad = strategy.run(loss_grad, args=values, kwargs={"aggregate": aggregate, "loss_type": loss_type})
+      out.append((strategy.experimental_local_results(loss), strategy.reduce("SUM", grad, axis=None)))
+    return out
+
   for global_batch in (2, 4):
     x = rng.normal(size=(global_batch, 6, 3)).astype(np.float32)
     y = rng.uniform(-1, 1, (global_batch, 6, 2)).astype(np.float32)
     mask = (rng.uniform(size=(global_batch, 6)) > 0.3).astype(np.float32)
     mask[:, 0] = 1.0
-    for aggregate in losses.AGGREGATES:
-      for loss_type in losses.LOSS_TYPES:
-        def loss_grad(x_, y_, m_, aggregate=aggregate, loss_type=loss_type):
-          with tf.GradientTape() as tape:
-            loss = losses.ccc_loss(y_, tf.einsum("btf,fd->btd", x_, w), m_, aggregate, loss_type)
-          return loss, tape.gradient(loss, w)
-
-        single_loss, single_grad = loss_grad(x, y, mask)
-
-        @tf.function
-        def run(values, fn=loss_grad):
-          loss, grad = strategy.run(fn, args=values)
-          return (strategy.experimental_local_results(loss), strategy.reduce("SUM", grad, axis=None))
-
-        per_replica_losses, grad = run(_split(strategy, (x, y, mask), 2))
-        # What averaging per-replica losses would give instead (the biased alternative).
-        b = global_batch // 2
-        naive = np.mean([float(loss_grad(x[i:i + b], y[i:i + b], mask[i:i + b])[0]) for i in (0, b)])
-        result["loss_cases"][f"B{global_batch}_{aggregate}_{loss_type}"] = {
-            "loss": float(single_loss),
-            "loss_diff": max(abs(float(l) - float(single_loss)) for l in per_replica_losses),
-            "grad_diff": float(np.max(np.abs(grad.numpy() - single_grad.numpy()))),
-            "grad_scale": float(np.max(np.abs(single_grad.numpy()))),
-            "naive_diff": abs(float(naive) - float(single_loss)),
-        }
+    distributed = run(_split(strategy, (x, y, mask), 2))
+    for (aggregate, loss_type), (per_replica_losses, grad) in zip(cases, distributed):
+      single_loss, single_grad = loss_grad(x, y, mask, aggregate, loss_type)
+      # What averaging per-replica losses would give instead (the biased alternative).
+      b = global_batch // 2
+      naive = np.mean([float(loss_grad(x[i:i + b], y[i:i + b], mask[i:i + b], aggregate, loss_type)[0])
+                       for i in (0, b)])
+      result["loss_cases"][f"B{global_batch}_{aggregate}_{loss_type}"] = {
+          "loss": float(single_loss),
+          "loss_diff": max(abs(float(l) - float(single_loss)) for l in per_replica_losses),
+          "grad_diff": float(np.max(np.abs(grad.numpy() - single_grad.numpy()))),
+          "grad_scale": float(np.max(np.abs(single_grad.numpy()))),
+          "naive_diff": abs(float(naive) - float(single_loss)),
+      }
 
   # 2. The Trainer's own step function on the `testing` row (one sequence per replica too).
   import tempfile
@@ -102,37 +107,39 @@ def mirrored(out_path: str) -> None:
 
   data_dir = tempfile.mkdtemp()
   fake_data.write_split(data_dir, "train", num_videos=2, seed=0)
+  # One Trainer (its input pipeline's global batch is 2, one sequence per replica); its loss and
+  # gradients compared at global batches 2 and 4 (one trace each of `run`).
+  config = _no_dropout(_tiny(experiments.get("testing")))
+  config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=2))
+  training.configure_process()
+  trainer = training.Trainer(config, tempfile.mkdtemp(), data_dir, eval_split=None, strategy=strategy,
+                             log=lambda s: None)
+
+  @tf.function(autograph=False)
+  def run(values):
+    f, m, y = values
+    loss, grads = strategy.run(lambda f, m, y: trainer.loss_and_gradients({"frames": f, "mask": m}, y),
+                               args=(f, m, y))
+    return strategy.experimental_local_results(loss), [strategy.reduce("SUM", g, axis=None) for g in grads]
+
+  size, t = config.data.image_size, config.data.sequence_length
   for global_batch in (2, 4):
-    config = _no_dropout(_tiny(experiments.get("testing")))
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=global_batch))
-    training.configure_process()
-    trainer = training.Trainer(config, tempfile.mkdtemp(), data_dir, eval_split=None, strategy=strategy,
-                            log=lambda s: None)
-    size, t = config.data.image_size, config.data.sequence_length
     frames = rng.uniform(-1, 1, (global_batch, t, size, size, 3)).astype(np.float32)
     labels = rng.uniform(-1, 1, (global_batch, t, 2)).astype(np.float32)
     mask = np.ones((global_batch, t), np.float32)
     mask[-1, t // 2:] = 0.0
     single_loss, single_grads = trainer.loss_and_gradients({"frames": frames, "mask": mask}, labels)
-
-    @tf.function
-    def run(values, trainer=trainer):
-      f, m, y = values
-      loss, grads = strategy.run(lambda f, m, y: trainer.loss_and_gradients({"frames": f, "mask": m}, y),
-                                 args=(f, m, y))
-      return strategy.experimental_local_results(loss), [strategy.reduce("SUM", g, axis=None) for g in grads]
-
     per_replica_losses, grads = run(_split(strategy, (frames, mask, labels), 2))
-    grad_diff = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(grads, single_grads))
-    grad_scale = max(float(np.max(np.abs(b.numpy()))) for b in single_grads)
-    # And one real training step through the distributed iterator, to show it runs end to end.
-    step_loss = float(trainer._train_step(*next(trainer.iterator)))  # pylint: disable=protected-access
     result["trainer_cases"][f"B{global_batch}"] = {
         "loss": float(single_loss),
         "loss_diff": max(abs(float(l) - float(single_loss)) for l in per_replica_losses),
-        "grad_diff": grad_diff, "grad_scale": grad_scale, "step_loss": step_loss,
-        "per_replica_batch": trainer.per_replica_batch, "step": int(trainer.step.numpy()),
+        "grad_diff": max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(grads, single_grads)),
+        "grad_scale": max(float(np.max(np.abs(b.numpy()))) for b in single_grads),
     }
+  # And one real training step through the distributed iterator, to show it runs end to end.
+  result["trainer_cases"]["B2"].update(
+      step_loss=float(trainer._train_step(*next(trainer.iterator))),  # pylint: disable=protected-access
+      per_replica_batch=trainer.per_replica_batch, step=int(trainer.step.numpy()))
   with open(out_path, "w") as f:
     json.dump(result, f, indent=2)
 
