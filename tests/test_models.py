@@ -165,16 +165,29 @@ def test_resnet_pooled_tap_is_2048():
   assert {"conv1", "conv1_bn", "block1_unit_1_shortcut", "block1_unit_3_conv2", "block4_unit_3_conv3_bn"} <= names
 
 
+@pytest.fixture(scope="module")
+def tiny_forward():
+  """A row's tiny-input outputs, run once per model config (Table VI rows build their base row's model)."""
+  cache = {}
+
+  def get(name):
+    config = tiny(experiments.get(name))
+    if config.model not in cache:
+      tf_keras.backend.clear_session()
+      model = models.build_model(config.model, image_size=32)
+      rng = np.random.default_rng(0)
+      frames = rng.uniform(-1, 1, (2, 3, 32, 32, 3)).astype(np.float32)
+      mask = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
+      cache[config.model] = model({"frames": frames, "mask": mask}, training=False).numpy()
+    return cache[config.model]
+
+  return get
+
+
 @pytest.mark.parametrize("name", _resnet_rows_slow(experiments.names()))
-def test_forward_every_registered_model_on_a_tiny_input(name):
+def test_forward_every_registered_model_on_a_tiny_input(name, tiny_forward):
   """Every row builds and runs; VGG-16 streams at 1/16 width (the real sizes: the pinned counts above)."""
-  tf_keras.backend.clear_session()
-  config = tiny(experiments.get(name))
-  model = models.build_model(config.model, image_size=32)
-  rng = np.random.default_rng(0)
-  frames = rng.uniform(-1, 1, (2, 3, 32, 32, 3)).astype(np.float32)
-  mask = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
-  out = model({"frames": frames, "mask": mask}, training=False).numpy()
+  out = tiny_forward(name)
   assert out.shape == (2, 3, 2)
   assert np.all(np.isfinite(out))
   # Frames are not all mapped to one value: the network responds to its input.
@@ -189,17 +202,25 @@ def _inputs(rng, b=2, t=5, size=32):
   return frames, mask
 
 
+@pytest.fixture(scope="module")
+def masking_models():
+  """Tiny models of the masking test, one per row for both of its `training` cases (built on first use)."""
+  return {}
+
+
 @pytest.mark.parametrize("name", _resnet_rows_slow(["testing", "table3/cnn_2rnn_fc", "table4/cnn_rnn"]))
 @pytest.mark.parametrize("training", [False, True])
-def test_masked_frames_do_not_change_valid_predictions(name, training):
+def test_masked_frames_do_not_change_valid_predictions(name, training, masking_models):
   # Dropout masks must repeat between the two calls: legacy dropout ops reseeded by
   # tf.random.set_seed (training.set_seed, run by other tests, switches Keras to stateful
-  # tf.random.Generators that set_seed does not rewind).
+  # tf.random.Generators that set_seed does not rewind). The layers pick one or the other when built.
   generator_was_on = tf_keras.backend.experimental.is_tf_random_generator_enabled()
   tf_keras.backend.experimental.disable_tf_random_generator()
   try:
-    tf_keras.backend.clear_session()
-    model = models.build_model(tiny(experiments.get(name)).model, image_size=32)
+    if name not in masking_models:
+      tf_keras.backend.clear_session()
+      masking_models[name] = models.build_model(tiny(experiments.get(name)).model, image_size=32)
+    model = masking_models[name]
     rng = np.random.default_rng(1)
     frames, mask = _inputs(rng)
     other = frames.copy()
