@@ -89,17 +89,17 @@ def omg_labels_dir():
 # `-n`'s default, hands each worker a quarter of its share up front, all the longest tests to one.
 LONGEST_FIRST = (
     "test_kill.py::test_train_killed",
-    "test_kill.py::test_evaluate_killed",
     "test_table_scripts.py::test_table6_script_smoke_mode_applies_the_rows_postprocessing",
-    "test_learning.py::",
-    "test_distribute.py::test_two_replicas",
-    "test_start.py::test_loaded_layers_ramp_up",
     "test_prepare.py::test_a_dead_worker",
-    "test_distribute.py::test_two_workers",
+    "test_learning.py::",
     "test_kill.py::test_export_killed",
-    "test_kill.py::test_prepare_killed",
-    "test_tf1.py::test_command_writes",
+    "test_start.py::test_loaded_layers_ramp_up",
+    "test_distribute.py::test_two_workers",
+    "test_distribute.py::test_two_replicas",
+    "test_kill.py::test_evaluate_killed",
     "test_prepare.py::test_command_line_with_workers",
+    "test_tf1.py::test_command_writes",
+    "test_kill.py::test_prepare_killed",
 )
 
 
