@@ -315,7 +315,8 @@ class Trainer:
         jit_compile and self.distributed) else self._replica_step
     self._train_step = tf.function(self._step_fn, autograph=False,
                                    jit_compile=bool(jit_compile and not self.distributed))
-    self._predictor = None
+    # The inference pass of every validation of this run, traced at its first (evaluation.frame_predictor).
+    self._predictor = evaluation.frame_predictor(self.model, config.data)
 
   def _check_or_write_config(self):
     path = os.path.join(self.workdir, "config.json")
@@ -397,8 +398,6 @@ class Trainer:
   def evaluate_split(self, split: str) -> dict:
     """The official-protocol metrics of the current weights on `split` of the data dir."""
 
-    if self._predictor is None:  # One trace for the run's validations (evaluation.frame_predictor).
-      self._predictor = evaluation.frame_predictor(self.model, self.config.data)
     records = evaluation.predict_split(self.model, self.config, self.data_dir, split, predictor=self._predictor)
     return evaluation.score_records(records, self.config.data.utterance_aggregate)
 
