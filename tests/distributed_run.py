@@ -72,7 +72,7 @@ def mirrored(out_path: str) -> None:
 
   # Every case in one function (one trace per global batch, not one per case).
   @tf.function(autograph=False)
-  def run(values):
+  def distributed_losses(values):
     out = []
     for aggregate, loss_type in cases:
       loss, grad = strategy.run(loss_grad, args=values, kwargs={"aggregate": aggregate, "loss_type": loss_type})
@@ -84,7 +84,7 @@ def mirrored(out_path: str) -> None:
     y = rng.uniform(-1, 1, (global_batch, 6, 2)).astype(np.float32)
     mask = (rng.uniform(size=(global_batch, 6)) > 0.3).astype(np.float32)
     mask[:, 0] = 1.0
-    distributed = run(_split(strategy, (x, y, mask), 2))
+    distributed = distributed_losses(_split(strategy, (x, y, mask), 2))
     for (aggregate, loss_type), (per_replica_losses, grad) in zip(cases, distributed):
       single_loss, single_grad = loss_grad(x, y, mask, aggregate, loss_type)
       # What averaging per-replica losses would give instead (the biased alternative).
@@ -108,7 +108,7 @@ def mirrored(out_path: str) -> None:
   data_dir = tempfile.mkdtemp()
   fake_data.write_split(data_dir, "train", num_videos=2, seed=0)
   # One Trainer (its input pipeline's global batch is 2, one sequence per replica); its loss and
-  # gradients compared at global batches 2 and 4 (one trace each of `run`).
+  # gradients compared at global batches 2 and 4 (one trace each of `distributed_trainer_loss`).
   config = _no_dropout(_tiny(experiments.get("testing")))
   config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=2))
   training.configure_process()
@@ -116,7 +116,7 @@ def mirrored(out_path: str) -> None:
                              log=lambda s: None)
 
   @tf.function(autograph=False)
-  def run(values):
+  def distributed_trainer_loss(values):
     f, m, y = values
     loss, grads = strategy.run(lambda f, m, y: trainer.loss_and_gradients({"frames": f, "mask": m}, y),
                                args=(f, m, y))
@@ -129,7 +129,7 @@ def mirrored(out_path: str) -> None:
     mask = np.ones((global_batch, t), np.float32)
     mask[-1, t // 2:] = 0.0
     single_loss, single_grads = trainer.loss_and_gradients({"frames": frames, "mask": mask}, labels)
-    per_replica_losses, grads = run(_split(strategy, (frames, mask, labels), 2))
+    per_replica_losses, grads = distributed_trainer_loss(_split(strategy, (frames, mask, labels), 2))
     result["trainer_cases"][f"B{global_batch}"] = {
         "loss": float(single_loss),
         "loss_diff": max(abs(float(l) - float(single_loss)) for l in per_replica_losses),
