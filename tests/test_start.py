@@ -76,30 +76,44 @@ def test_a_scratch_start_gets_the_recipe_and_a_paper_start_the_papers_values():
   assert paper.train.clip_global_norm == 0 and paper.train.freeze_loaded_steps == 0
 
 
-@pytest.mark.slow
-def test_train_resolves_the_chain_records_it_and_reports_every_layer(tmp_path):
-  data = str(tmp_path / "records")
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+  """(runs root, records) with `<root>/first`: the tiny testing row trained from scratch for 2 steps.
+
+  The run the tests below start a second row from; shared read-only (each writes its own workdirs).
+  """
+  root = tmp_path_factory.mktemp("runs")
+  data = str(root.parent / f"{root.name}-records")
   fake_data.write_split(data, "train", num_videos=4, seed=0)
+  tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0,
+          "data.batch_size": 4, "train.warmup_steps": 0}
+  first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
+  with training.restoring_process_settings():
+    training.configure_process()
+    training.Trainer(first, str(root / "first"), data, eval_split=None, log=lambda s: None).train()
+  return root, data
+
+
+@pytest.mark.slow
+def test_train_resolves_the_chain_records_it_and_reports_every_layer(first_run):
+  root, data = first_run
   tiny = {"train.num_steps": 3, "train.checkpoint_every_steps": 3, "train.eval_every_steps": 0,
           "data.batch_size": 4}
-  first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
-  training.configure_process()
-  training.Trainer(first, str(tmp_path / "runs" / "first"), data, eval_split=None, log=lambda s: None).train()
   # A second row registered to start after the first (resolved by name under the same root),
   # with wider GRUs: its GRUs and output start fresh, the convolutions and FC1 load.
   second = configs.override(experiments.get("testing"), {"init.after": ["first"], "model.rnn_units": 6})
-  resolved = start.resolve(second, str(tmp_path / "runs" / "second"))
-  assert resolved.sources == (str(tmp_path / "runs" / "first"),) and resolved.kind == "scratch"
+  resolved = start.resolve(second, str(root / "second"))
+  assert resolved.sources == (str(root / "first"),) and resolved.kind == "scratch"
   config = tiny_backbone(start.apply(second, resolved), tiny)
   training.configure_process()
-  trainer = training.Trainer(config, str(tmp_path / "runs" / "second"), data, eval_split=None,
+  trainer = training.Trainer(config, str(root / "second"), data, eval_split=None,
                           init_from=resolved.sources, log=lambda s: None)
-  with open(tmp_path / "runs" / "second" / "config.json") as f:
+  with open(root / "second" / "config.json") as f:
     saved = json.load(f)
   assert saved["train"]["start"] == "scratch" and saved["model"]["kernel_initializer"] == "he_normal"
-  with open(tmp_path / "runs" / "second" / "init_report.json") as f:
+  with open(root / "second" / "init_report.json") as f:
     layers = json.load(f)["layers"]
-  assert layers["vgg16/conv1_1"].startswith(str(tmp_path / "runs" / "first"))
+  assert layers["vgg16/conv1_1"].startswith(str(root / "first"))
   assert layers["vgg16_rnn_conv5_3_pool5_fc1_gru1"] == "fresh" and layers["output"] == "fresh"
   assert set(layers) == {p for p, _ in training.named_layers(trainer.model)}
   # The recipe freezes the loaded layers for its first steps: they do not move, the fresh ones do.
@@ -131,17 +145,13 @@ def restored_process():
 
 
 @pytest.mark.slow
-def test_loaded_layers_ramp_up_after_the_freeze(tmp_path, restored_process):
+def test_loaded_layers_ramp_up_after_the_freeze(first_run, tmp_path, restored_process):
   """train.loaded_warmup_steps: the first thawed step moves a loaded layer 1/warmup as far as without the ramp."""
   import numpy as np
 
-  data = str(tmp_path / "records")
-  fake_data.write_split(data, "train", num_videos=4, seed=0)
+  root, data = first_run
   tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
           "data.batch_size": 4, "train.warmup_steps": 0}
-  first = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())), tiny)
-  training.configure_process()
-  training.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
   moves = {}
   for ramp in (0, 4):
     config = tiny_backbone(start.apply(experiments.get("testing"), start.Start("scratch", (), ())),
@@ -150,7 +160,7 @@ def test_loaded_layers_ramp_up_after_the_freeze(tmp_path, restored_process):
                             "train.loaded_warmup_steps": ramp, "model.rnn_units": 6})
     training.configure_process(deterministic=True)
     trainer = training.Trainer(config, str(tmp_path / f"ramp{ramp}"), data, eval_split=None,
-                            init_from=(str(tmp_path / "first"),), log=lambda s: None)
+                            init_from=(str(root / "first"),), log=lambda s: None)
     kernel = trainer.model.get_layer("vgg16").get_layer("conv1_1").kernel
     trainer.train(num_steps=2)  # frozen: the loaded kernel does not move
     frozen = kernel.numpy().copy()
@@ -168,22 +178,19 @@ def _op_types(concrete) -> set:
 
 
 @pytest.mark.slow
-def test_frozen_steps_take_no_gradient_through_the_loaded_layers(tmp_path, restored_process):
+def test_frozen_steps_take_no_gradient_through_the_loaded_layers(first_run, tmp_path, restored_process):
   """While frozen, the step's backward pass stops at the loaded layers; the fresh ones get their own gradients."""
   import numpy as np
 
-  data = str(tmp_path / "records")
-  fake_data.write_split(data, "train", num_videos=4, seed=0)
+  root, data = first_run
   tiny = {"train.num_steps": 1, "train.checkpoint_every_steps": 100, "train.eval_every_steps": 0,
           "data.batch_size": 2, "data.sequence_length": 4}
   scratch = start.apply(experiments.get("testing"), start.Start("scratch", (), ()))
   training.configure_process()
-  first = tiny_backbone(scratch, tiny)
-  training.Trainer(first, str(tmp_path / "first"), data, eval_split=None, log=lambda s: None).train()
   # Other GRU sizes: the GRUs and the output start fresh, the backbone and FC load.
   config = tiny_backbone(scratch, {**tiny, "train.freeze_loaded_steps": 5, "model.rnn_units": 6})
   trainer = training.Trainer(config, str(tmp_path / "second"), data, eval_split=None,
-                          init_from=(str(tmp_path / "first"),), log=lambda s: None)
+                          init_from=(str(root / "first"),), log=lambda s: None)
   frozen = trainer._frozen  # pylint: disable=protected-access
   assert any(frozen) and not all(frozen)
   inputs, labels = next(trainer.iterator)
