@@ -25,7 +25,8 @@ def _threads_per_worker() -> int | None:
 
   TensorFlow sizes its intra-op and inter-op pools to every core in each process; with more workers
   than cores their idle threads spin for work the tiny test models seldom have. One thread each on
-  2 cores, 3 workers: the whole suite 318 -> 297 s and 605 -> 575 CPU-s (README, Contributing).
+  2 cores, 3 workers: the whole suite 318 -> 297 s and 311 -> 282 s, two back-to-back pairs (README,
+  Contributing).
   """
   workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
   if workers < 1:
@@ -34,10 +35,11 @@ def _threads_per_worker() -> int | None:
   return max(1, cores // workers)
 
 
-if _threads_per_worker():
+_THREADS = _threads_per_worker()
+if _THREADS:
   # Before TensorFlow starts its pools; the tests' subprocesses inherit it. A value set by the user stands.
   for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-    os.environ.setdefault(_name, str(_threads_per_worker()))
+    os.environ.setdefault(_name, str(_THREADS))
 
 import pytest  # noqa: E402
 
