@@ -71,7 +71,7 @@ from typing import Callable
 import numpy as np
 from absl import flags
 
-from omg_cnnrnn import faces
+from omg_cnnrnn import faces, hardware
 from omg_cnnrnn.data import features, labels, records
 
 ITEMS_DIR = ".items"
@@ -878,8 +878,7 @@ def execute(job: Job, output_dir: str, settings: Settings, num_workers: int = 1,
 def _execute_in_pool(job: Job, output_dir: str, settings: Settings, num_workers: int,
                      detector_factory: Callable | None, finish: Callable[[dict], None]) -> None:
   """`execute` with `num_workers` spawned worker processes; items whose worker died are retried alone."""
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-  threads = max(1, cores // num_workers)
+  threads = max(1, hardware.usable_cores() // num_workers)
   ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
   pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker,
                                                 initargs=(detector_factory, threads))

@@ -1,19 +1,26 @@
 """The speed of this machine, measured: printed beside every time the project reports.
 
 Machines of one kind differ several-fold (AVX-512 vs AVX2 only), so a time means little
-without the dense float32 matmul rate measured in the same run.
+without the dense float32 matmul rate measured in the same run. Importing it does not import
+TensorFlow (`usable_cores` serves code that sets TensorFlow's threads before it starts).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
-import numpy as np
-import tensorflow as tf
+
+def usable_cores() -> int:
+  """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def matmul_peak(n: int, repeats: int = 20) -> float:
   """Dense float32 matmul GFLOP/s on this machine (best of 3 runs of `repeats` chained matmuls)."""
+  import numpy as np
+  import tensorflow as tf
+
   a = tf.random.normal((n, n))
   b = tf.random.normal((n, n)) / np.sqrt(n)
 

@@ -31,8 +31,9 @@ def _threads_per_worker() -> int | None:
   workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
   if workers < 1:
     return None
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-  return max(1, cores // workers)
+  from omg_cnnrnn import hardware  # no TensorFlow
+
+  return max(1, hardware.usable_cores() // workers)
 
 
 _THREADS = _threads_per_worker()
