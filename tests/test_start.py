@@ -83,7 +83,7 @@ def first_run(tmp_path_factory):
   The run the tests below start a second row from; shared read-only (each writes its own workdirs).
   """
   root = tmp_path_factory.mktemp("runs")
-  data = str(root.parent / f"{root.name}-records")
+  data = str(tmp_path_factory.mktemp("records"))
   fake_data.write_split(data, "train", num_videos=4, seed=0)
   tiny = {"train.num_steps": 2, "train.checkpoint_every_steps": 2, "train.eval_every_steps": 0,
           "data.batch_size": 4, "train.warmup_steps": 0}
