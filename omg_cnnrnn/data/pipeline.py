@@ -147,9 +147,9 @@ def train_dataset(data_dir: str, data_config: configs.DataConfig, split: str = "
   # released code's global shuffle gives, and the batch CCC sees the label variance between
   # utterances; a 512-window buffer alone held ~11 utterances per 80-frame batch.
   ds = ds.shuffle(data_config.utterance_shuffle_buffer, seed=seed + 2, reshuffle_each_iteration=True)
+  ds = ds.enumerate()
   # A sequential interleave (no num_parallel_calls) is deterministic by itself; TensorFlow
   # warns that `deterministic=` has no effect there, so it is not passed.
-  ds = ds.enumerate()
   ds = ds.interleave(lambda i, ex: train_windows(ex, i, length, seed, data_config.random_offset),
                      cycle_length=data_config.mix_utterances, block_length=1)
   # Number the windows before sharding: a window's augmentation seed is its place in the
